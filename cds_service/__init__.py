@@ -1,0 +1,3 @@
+"""Clinical risk cards over CDS Hooks: the service, its CLI, training and audit."""
+
+__version__ = "0.1.0"

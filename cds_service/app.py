@@ -1,0 +1,356 @@
+"""FastAPI application: CDS Hooks discovery, service calls, feedback, model cards, health.
+
+One direction of flow per call: HTTP -> request validation -> prefetch/fallback -> fhir_mappers
+-> model -> card -> audit -> response. Stage timings go out in a ``Server-Timing`` header so the
+benchmark sees where time goes, measured at the server.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+
+from cds_service.audit import AuditWriter
+from cds_service.cards import CardModelInfo, missing_input_card, risk_card
+from cds_service.db import make_engine, upgrade
+from cds_service.errors import ServiceError, error_response, json_response
+from cds_service.feedback import parse_feedback
+from cds_service.fhir_client import FhirClient
+from cds_service.hook_defs import HookDefinition
+from cds_service.markdown import to_html
+from cds_service.prefetch import PreconditionFailed, resolve
+from cds_service.pseudonym import pseudonym
+from cds_service.registry import Registry, load_registry
+from cds_service.request_model import RequestError, parse_request
+from cds_service.settings import Settings
+from cds_service.spool import Spool
+from fhir_mappers.extract import extract
+from fhir_mappers.units import DEFAULT_CONVERTER
+
+log = logging.getLogger("cds_service")
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ServiceState:
+    """Everything a request needs, built once at start-up."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        writer: AuditWriter,
+        fhir: FhirClient,
+        http: httpx.AsyncClient,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.writer = writer
+        self.fhir = fhir
+        self.http = http
+        self.clock = clock
+
+
+async def read_body(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ServiceError(413, f"request body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ServiceError(413, f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise ServiceError(400, "request body is not valid JSON") from None
+
+
+def discovery_entry(d: HookDefinition) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "hook": d.hook,
+        "title": d.title,
+        "description": d.description,
+        "id": d.id,
+    }
+    if d.prefetch:
+        entry["prefetch"] = dict(d.prefetch)
+    if d.usage_requirements:
+        entry["usageRequirements"] = d.usage_requirements
+    return entry
+
+
+COMMON_UNITS = ("mg/dL", "mmol/L", "umol/L", "[degF]", "[lb_av]", "10*3/uL", "g/L", "mg/L")
+
+
+def warm_up_units(registry: Registry) -> None:
+    """The UCUM registry takes about a second to load: never on a physician's request."""
+    pairs = [
+        (unit, f.unit, f.molar_mass)
+        for m in registry.models.values()
+        for f in m.spec.features
+        if f.unit
+        for unit in COMMON_UNITS
+    ]
+    DEFAULT_CONVERTER.warm_up(pairs)
+
+
+def model_card_url(settings: Settings, name: str, version: str) -> str:
+    return f"{settings.public_base_url}/models/{name}/{version}"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock = _now,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = load_registry(settings.hooks_dir, settings.models_dir)
+        warm_up_units(registry)
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        writer = AuditWriter(engine, Spool(settings.spool_dir))
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.fhir_timeout_seconds),
+            transport=transport,
+            follow_redirects=False,
+        )
+        fhir = FhirClient(
+            http,
+            retries=settings.fhir_retries,
+            max_pages=settings.fhir_max_pages,
+            max_resources=settings.fhir_max_resources,
+        )
+        app.state.cds = ServiceState(settings, registry, writer, fhir, http, clock)
+        await anyio.to_thread.run_sync(writer.replay)
+        stop = anyio.Event()
+
+        async def replay_loop() -> None:
+            while not stop.is_set():
+                with anyio.move_on_after(settings.spool_replay_seconds):
+                    await stop.wait()
+                if writer.spool.pending_files():
+                    await anyio.to_thread.run_sync(writer.replay)
+
+        # A full collection with these libraries loaded costs ~100 ms; freeze start-up objects
+        # so they are never scanned again on the request path.
+        gc.collect()
+        gc.freeze()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(replay_loop)
+            try:
+                yield
+            finally:
+                stop.set()
+        await http.aclose()
+        await anyio.to_thread.run_sync(writer.replay)
+        engine.dispose()
+
+    app = FastAPI(
+        title="CDS risk service",
+        version="0.1.0",
+        description="CDS Hooks 2.0 services that return calibrated risk cards.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> Response:
+        return error_response(exc.status, exc.message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        log.error("unhandled error: %s", type(exc).__name__)
+        return error_response(500, "Internal Server Error")
+
+    def state(request: Request) -> ServiceState:
+        return request.app.state.cds  # type: ignore[no-any-return]
+
+    @app.get("/cds-services")
+    async def discovery(request: Request) -> Response:
+        services = state(request).registry.services.values()
+        return json_response({"services": [discovery_entry(d) for d in services]})
+
+    @app.post("/cds-services/{service_id}")
+    async def call_service(service_id: str, request: Request) -> Response:
+        return await handle_call(state(request), service_id, request)
+
+    @app.post("/cds-services/{service_id}/feedback")
+    async def feedback(service_id: str, request: Request) -> Response:
+        st = state(request)
+        if service_id not in st.registry.services:
+            raise ServiceError(404, "unknown CDS service id")
+        body = await read_body(request, st.settings.max_body_bytes)
+        rows = parse_feedback(body, service_id, st.clock())
+        await anyio.to_thread.run_sync(st.writer.write, "card_feedback", rows)
+        return json_response({})
+
+    @app.get("/models/{name}/{version}", response_class=HTMLResponse)
+    async def model_card(name: str, version: str, request: Request) -> Response:
+        model = state(request).registry.models.get((name, version))
+        if model is None:
+            raise ServiceError(404, "unknown model or version")
+        body = to_html(model.model_card_md)
+        page = (
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>Model card {name} {version}</title>"
+            "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
+            "padding:0 1rem;line-height:1.45}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:.25rem .5rem}</style></head><body>"
+            f"{body}</body></html>"
+        )
+        return HTMLResponse(page)
+
+    @app.get("/models/{name}/{version}/manifest.json")
+    async def model_manifest(name: str, version: str, request: Request) -> Response:
+        model = state(request).registry.models.get((name, version))
+        if model is None:
+            raise ServiceError(404, "unknown model or version")
+        return json_response(model.manifest)
+
+    @app.get("/healthz")
+    async def health(request: Request) -> Response:
+        st = state(request)
+        return json_response(
+            {
+                "status": "ok",
+                "environment": st.settings.environment.value,
+                "services": sorted(st.registry.services),
+                "spooled_audit_files": len(st.writer.spool.pending_files()),
+            }
+        )
+
+    return app
+
+
+async def handle_call(st: ServiceState, service_id: str, request: Request) -> Response:
+    t0 = time.perf_counter()
+    hook_def = st.registry.services.get(service_id)
+    if hook_def is None:
+        raise ServiceError(404, "unknown CDS service id")
+    body = await read_body(request, st.settings.max_body_bytes)
+    try:
+        call = parse_request(body, hook_def.hook)
+    except RequestError as exc:
+        raise ServiceError(400, str(exc)) from None
+    requested_at = st.clock()
+    t_parse = time.perf_counter()
+    try:
+        data = await resolve(hook_def, call, st.fhir)
+    except PreconditionFailed as exc:
+        raise ServiceError(412, str(exc)) from None
+    t_fetch = time.perf_counter()
+    model = st.registry.model_for(hook_def)
+    spec = model.spec
+    extraction = extract(data.resources, requested_at, spec)
+    t_map = time.perf_counter()
+    info = CardModelInfo(model.name, model.version, model.artifact_sha256, spec)
+    card_uuid = str(uuid.uuid4())
+    url = model_card_url(st.settings, model.name, model.version)
+    env = st.settings.environment.value
+    missing_required = extraction.missing_required(spec)
+    risk: float | None = None
+    band: str | None = None
+    t_predict = t_explain = t_map
+    cards: list[dict[str, Any]] = []
+    if missing_required:
+        card = missing_input_card(
+            hook_def, info, extraction, card_uuid=card_uuid, model_card_url=url, environment=env
+        )
+        kind = "no-risk"
+        if hook_def.card.on_missing_required == "card":
+            cards.append(card)
+    else:
+        vector = extraction.vector(model.feature_names)
+        risk = model.risk(vector)
+        t_predict = time.perf_counter()
+        prediction = model.explain(vector)
+        t_explain = time.perf_counter()
+        card, band = risk_card(
+            hook_def,
+            info,
+            extraction,
+            prediction,
+            card_uuid=card_uuid,
+            model_card_url=url,
+            environment=env,
+            top_factors=st.settings.top_factors,
+        )
+        kind = "risk"
+        cards.append(card)
+    t_card = time.perf_counter()
+    key = st.settings.effective_pseudonym_key
+    encounter = call.context.get("encounterId")
+    row = {
+        "card_uuid": card_uuid,
+        "hook_instance": call.hookInstance,
+        "service_id": hook_def.id,
+        "hook": hook_def.hook,
+        "model_name": model.name,
+        "model_version": model.version,
+        "artifact_sha256": model.artifact_sha256,
+        "environment": env,
+        "role": "live",
+        "shown": bool(cards),
+        "card_kind": kind,
+        "patient_pseudonym": pseudonym(key, "Patient", str(call.context["patientId"])),
+        "encounter_pseudonym": pseudonym(key, "Encounter", encounter) if encounter else None,
+        "requested_at": requested_at,
+        "risk": risk,
+        "risk_band": band,
+        "indicator": card["indicator"],
+        "latency_ms": round((t_card - t0) * 1000, 3),
+        "features": orjson.dumps(extraction.values).decode(),
+        "missing_features": orjson.dumps(extraction.missing()).decode(),
+        "inputs": orjson.dumps(
+            {
+                n: {
+                    "value": p.value,
+                    "unit": p.unit,
+                    "time": p.time,
+                    "missing_reason": p.missing_reason,
+                    "sources": len(p.sources),
+                }
+                for n, p in extraction.provenance.items()
+            }
+        ).decode(),
+        "mapper_warnings": orjson.dumps(dict(sorted(extraction.warnings.items()))).decode(),
+        "summary": card["summary"],
+    }
+    st.writer.write("card_audit", [row])
+    t_audit = time.perf_counter()
+    timing = ", ".join(
+        f"{name};dur={1000 * dur:.3f}"
+        for name, dur in (
+            ("parse", t_parse - t0),
+            ("fetch", t_fetch - t_parse),
+            ("map", t_map - t_fetch),
+            ("predict", t_predict - t_map),
+            ("explain", t_explain - t_predict),
+            ("card", t_card - t_explain),
+            ("audit", t_audit - t_card),
+            ("total", t_audit - t0),
+        )
+    )
+    return json_response({"cards": cards}, headers={"Server-Timing": timing})

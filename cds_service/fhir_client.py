@@ -1,0 +1,130 @@
+"""Outbound FHIR reads for prefetch keys the EHR did not fill.
+
+Temporary failures (timeouts, 408, 429, 5xx gateway errors) are retried a bounded number of times;
+everything else is final. Paging follows ``next`` links only on the same origin as the caller's
+fhirServer, so a hostile server cannot steer the service elsewhere. Messages name the status and
+the OperationOutcome codes, never the URL's patient parameters or the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import orjson
+
+from fhir_mappers.resources import flatten, outcome_messages
+
+TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class FhirFetchError(Exception):
+    def __init__(self, reason: str, *, temporary: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.temporary = temporary
+
+
+@dataclass(slots=True)
+class FetchResult:
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    not_found: bool = False
+    pages: int = 0
+    truncated: bool = False
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+class FhirClient:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        retries: int = 2,
+        max_pages: int = 10,
+        max_resources: int = 5000,
+        backoff_seconds: float = 0.05,
+    ) -> None:
+        self._client = client
+        self._retries = retries
+        self._max_pages = max_pages
+        self._max_resources = max_resources
+        self._backoff = backoff_seconds
+
+    async def _get(self, url: str, token: str | None) -> httpx.Response:
+        headers = {"Accept": "application/fhir+json, application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        attempt = 0
+        while True:
+            try:
+                response = await self._client.get(url, headers=headers)
+            except httpx.TimeoutException as exc:
+                error = FhirFetchError("FHIR server timed out", temporary=True)
+                if attempt >= self._retries:
+                    raise error from exc
+            except httpx.TransportError as exc:
+                error = FhirFetchError(
+                    f"FHIR server unreachable ({type(exc).__name__})", temporary=True
+                )
+                if attempt >= self._retries:
+                    raise error from exc
+            else:
+                if response.status_code not in TEMPORARY_STATUSES or attempt >= self._retries:
+                    return response
+            attempt += 1
+            await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+
+    async def fetch(self, base_url: str, query: str, token: str | None) -> FetchResult:
+        """Run a read or search relative to ``base_url``; follow paging up to the bounds."""
+        base = base_url.rstrip("/") + "/"
+        url: str | None = urljoin(base, query)
+        origin = _origin(base)
+        result = FetchResult()
+        while url is not None:
+            response = await self._get(url, token)
+            status = response.status_code
+            if status == 404 and result.pages == 0 and "?" not in query:
+                result.not_found = True
+                return result
+            if status >= 400:
+                detail = ""
+                try:
+                    body = orjson.loads(response.content)
+                    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+                        detail = " (" + ", ".join(outcome_messages(body)) + ")"
+                except orjson.JSONDecodeError:
+                    pass
+                raise FhirFetchError(
+                    f"FHIR server answered HTTP {status}{detail}",
+                    temporary=status in TEMPORARY_STATUSES,
+                )
+            try:
+                body = orjson.loads(response.content)
+            except orjson.JSONDecodeError as exc:
+                raise FhirFetchError("FHIR server sent a body that is not JSON") from exc
+            result.pages += 1
+            flat = flatten(body)
+            if flat.outcomes and not flat.resources:
+                messages = [m for o in flat.outcomes for m in outcome_messages(o)]
+                raise FhirFetchError("FHIR server sent an OperationOutcome: " + ", ".join(messages))
+            result.resources.extend(flat.resources)
+            if len(result.resources) >= self._max_resources:
+                result.resources = result.resources[: self._max_resources]
+                result.truncated = True
+                return result
+            url = flat.next_links[0] if flat.next_links else None
+            if url is not None:
+                url = urljoin(base, url)
+                if _origin(url) != origin:
+                    raise FhirFetchError("FHIR paging link points to another server")
+                if result.pages >= self._max_pages:
+                    result.truncated = True
+                    return result
+        return result

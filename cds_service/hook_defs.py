@@ -1,0 +1,205 @@
+"""Declarative CDS service definitions (``hooks/*.toml``).
+
+A hook definition ties a CDS Hooks service id to a hook, a model, prefetch templates, risk bands
+and card texts. Adding a model to the EHR needs a file here and no Python. Templates are checked
+against the prefetch tokens CDS Hooks 2.0 allows, so a typo fails at start-up rather than at the
+bedside.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fhir_mappers.spec import ModelSpec
+
+# Hook context fields per hook (CDS Hooks library: patient-view 1.1, encounter-start 1.0).
+HOOK_CONTEXT: dict[str, dict[str, bool]] = {
+    "patient-view": {"userId": True, "patientId": True, "encounterId": False},
+    "encounter-start": {"userId": True, "patientId": True, "encounterId": True},
+}
+USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+INDICATORS = ("info", "warning", "critical")
+_TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+
+class HookDefinitionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    name: str
+    below: float
+    indicator: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideReason:
+    code: str
+    display: str
+    system: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardTexts:
+    summary: str
+    missing_summary: str
+    risk_sentence: str
+    source_label: str
+    topic_system: str
+    topic_code: str
+    topic_display: str
+    on_missing_required: str
+    override_reasons: tuple[OverrideReason, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HookDefinition:
+    id: str
+    hook: str
+    title: str
+    description: str
+    usage_requirements: str
+    model: str
+    model_version: str
+    prefetch: dict[str, str]
+    required_prefetch: tuple[str, ...]
+    bands: tuple[Band, ...]
+    card: CardTexts
+    source_file: str = field(default="")
+
+    def band_for(self, risk: float) -> Band:
+        for band in self.bands:
+            if risk < band.below:
+                return band
+        return self.bands[-1]
+
+
+def template_tokens(template: str) -> list[str]:
+    return _TOKEN.findall(template)
+
+
+def check_template(template: str, hook: str, where: str) -> None:
+    allowed = {f"context.{name}" for name in HOOK_CONTEXT[hook]} | set(USER_TOKENS)
+    for token in template_tokens(template):
+        if token not in allowed:
+            raise HookDefinitionError(
+                f"{where}: prefetch token {{{{{token}}}}} is not allowed for {hook}; "
+                f"allowed: {sorted(allowed)}"
+            )
+
+
+def _expand(template: str, spec: ModelSpec) -> str:
+    """Load-time macros so templates need not repeat the codes the feature spec already lists."""
+    obs_codes = sorted({c for f in spec.features if f.source == "observation" for c in f.codes})
+    cond_codes = sorted({c for f in spec.features if f.source == "condition" for c in f.codes})
+    return template.replace("$observation_codes", ",".join(obs_codes)).replace(
+        "$condition_codes", ",".join(cond_codes)
+    )
+
+
+def _require(raw: dict[str, Any], key: str, where: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise HookDefinitionError(f"{where}: '{key}' is required")
+    return value
+
+
+def parse_hook_definition(doc: dict[str, Any], where: str, spec_for: Any) -> HookDefinition:
+    service = doc.get("service")
+    if not isinstance(service, dict):
+        raise HookDefinitionError(f"{where}: [service] table is required")
+    hook = _require(service, "hook", where)
+    if hook not in HOOK_CONTEXT:
+        raise HookDefinitionError(f"{where}: hook must be one of {sorted(HOOK_CONTEXT)}")
+    service_id = _require(service, "id", where)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", service_id):
+        raise HookDefinitionError(f"{where}: id may contain letters, digits, '.', '_' and '-'")
+    model = _require(service, "model", where)
+    spec: ModelSpec = spec_for(model)
+    prefetch_raw = doc.get("prefetch", {})
+    if not isinstance(prefetch_raw, dict) or not all(
+        isinstance(v, str) for v in prefetch_raw.values()
+    ):
+        raise HookDefinitionError(f"{where}: [prefetch] maps keys to template strings")
+    prefetch = {k: _expand(v, spec) for k, v in prefetch_raw.items()}
+    for key, template in prefetch.items():
+        check_template(template, hook, f"{where} prefetch.{key}")
+    required = tuple(service.get("required_prefetch", list(prefetch)))
+    unknown = set(required) - set(prefetch)
+    if unknown:
+        raise HookDefinitionError(f"{where}: required_prefetch names unknown keys {unknown}")
+    bands_raw = doc.get("bands")
+    if not isinstance(bands_raw, list) or not bands_raw:
+        raise HookDefinitionError(f"{where}: at least one [[bands]] entry is required")
+    bands = []
+    for b in bands_raw:
+        indicator = b.get("indicator")
+        if indicator not in INDICATORS:
+            raise HookDefinitionError(f"{where}: band indicator must be one of {INDICATORS}")
+        bands.append(Band(str(b["name"]), float(b.get("below", float("inf"))), indicator))
+    if [b.below for b in bands] != sorted(b.below for b in bands):
+        raise HookDefinitionError(f"{where}: bands must be in increasing order of 'below'")
+    card = doc.get("card")
+    if not isinstance(card, dict):
+        raise HookDefinitionError(f"{where}: [card] table is required")
+    topic = card.get("topic", {})
+    reasons = tuple(
+        OverrideReason(
+            code=_require(r, "code", f"{where} override reason"),
+            display=_require(r, "display", f"{where} override reason"),
+            system=str(r.get("system", "https://fhir.cds-risk.example/CodeSystem/override-reason")),
+        )
+        for r in card.get("override_reasons", [])
+    )
+    on_missing = card.get("on_missing_required", "card")
+    if on_missing not in ("card", "none"):
+        raise HookDefinitionError(f"{where}: on_missing_required must be 'card' or 'none'")
+    return HookDefinition(
+        id=service_id,
+        hook=hook,
+        title=_require(service, "title", where),
+        description=_require(service, "description", where),
+        usage_requirements=str(service.get("usage_requirements", "")),
+        model=model,
+        model_version=_require(service, "model_version", where),
+        prefetch=prefetch,
+        required_prefetch=required,
+        bands=tuple(bands),
+        card=CardTexts(
+            summary=_require(card, "summary", where),
+            missing_summary=_require(card, "missing_summary", where),
+            risk_sentence=_require(card, "risk_sentence", where),
+            source_label=_require(card, "source_label", where),
+            topic_system=_require(topic, "system", f"{where} card.topic"),
+            topic_code=_require(topic, "code", f"{where} card.topic"),
+            topic_display=str(topic.get("display", "")),
+            on_missing_required=on_missing,
+            override_reasons=reasons,
+        ),
+        source_file=where,
+    )
+
+
+def load_hook_definitions(directory: Path, spec_for: Any) -> list[HookDefinition]:
+    defs: list[HookDefinition] = []
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise HookDefinitionError(f"{path}: {exc}") from exc
+        defs.append(parse_hook_definition(doc, str(path.name), spec_for))
+    ids = [d.id for d in defs]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise HookDefinitionError(f"duplicate service ids in {directory}: {dupes}")
+    return defs

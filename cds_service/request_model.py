@@ -1,0 +1,106 @@
+"""The CDS Hooks 2.0 service request, validated before anything else looks at it.
+
+Errors name the field that is wrong and never echo its value: request bodies carry patient data.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cds_service.hook_defs import HOOK_CONTEXT
+
+_REFERENCE = re.compile(
+    r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$"
+)
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+USER_TYPES = {
+    "patient-view": {"Practitioner", "PractitionerRole", "Patient", "RelatedPerson"},
+    "encounter-start": {"Practitioner", "PractitionerRole"},
+}
+
+
+class RequestError(ValueError):
+    """A malformed or incomplete request: HTTP 400 with this message."""
+
+
+class FhirAuthorization(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    access_token: str = Field(min_length=1)
+    token_type: str
+    expires_in: int
+    scope: str
+    subject: str
+    patient: str | None = None
+
+    @field_validator("token_type")
+    @classmethod
+    def _bearer(cls, value: str) -> str:
+        if value.lower() != "bearer":
+            raise ValueError("token_type must be Bearer")
+        return value
+
+
+class HookRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    hook: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1, max_length=128)
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+    extension: dict[str, Any] | None = None
+
+    @field_validator("fhirServer")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("fhirServer must be an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _server_with_token(self) -> HookRequest:
+        if self.fhirAuthorization is not None and self.fhirServer is None:
+            raise ValueError("fhirServer is required when fhirAuthorization is sent")
+        return self
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors(include_input=False, include_url=False)[0]
+    location = ".".join(str(p) for p in err["loc"]) or "body"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{location}: {message}"
+
+
+def parse_request(body: Any, served_hook: str) -> HookRequest:
+    if not isinstance(body, dict):
+        raise RequestError("request body must be a JSON object")
+    try:
+        request = HookRequest.model_validate(body)
+    except ValidationError as exc:
+        raise RequestError(_first_error(exc)) from None
+    if request.hook != served_hook:
+        raise RequestError(f"hook: this service serves '{served_hook}', not the hook sent")
+    fields = HOOK_CONTEXT[served_hook]
+    for name, required in fields.items():
+        value = request.context.get(name)
+        if value is None:
+            if required:
+                raise RequestError(f"context.{name} is required for {served_hook}")
+            continue
+        if not isinstance(value, str):
+            raise RequestError(f"context.{name} must be a string")
+        if name == "userId":
+            match = _REFERENCE.match(value)
+            if match is None or match.group(1) not in USER_TYPES[served_hook]:
+                allowed = sorted(USER_TYPES[served_hook])
+                raise RequestError(f"context.userId must be a reference to one of {allowed}")
+        elif not _FHIR_ID.match(value):
+            raise RequestError(f"context.{name} must be a FHIR id")
+    if request.extension is not None and not isinstance(request.extension, dict):
+        raise RequestError("extension must be a JSON object")
+    return request

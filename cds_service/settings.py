@@ -1,0 +1,63 @@
+"""Service settings from the environment (names are a contract with hospital IT).
+
+Secrets have no usable default outside development: the service refuses to start in acceptance or
+production without a pseudonym key, rather than writing audit rows that anyone could re-identify.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cds_service.paths import data_dir, hooks_dir, models_dir
+
+DEVELOPMENT_PSEUDONYM_KEY = "development-only-pseudonym-key-not-secret"
+
+
+class Environment(StrEnum):
+    development = "development"
+    acceptance = "acceptance"
+    production = "production"
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{data_dir() / 'cds.sqlite3'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CDS_", extra="ignore")
+
+    database_url: str = Field(default_factory=_default_database_url)
+    environment: Environment = Environment.development
+    public_base_url: str = "http://127.0.0.1:8000"
+    pseudonym_key: str | None = None
+    trusted_issuers: Path | None = None
+    hooks_dir: Path = Field(default_factory=hooks_dir)
+    models_dir: Path = Field(default_factory=models_dir)
+    spool_dir: Path = Field(default_factory=lambda: data_dir() / "spool")
+    fhir_timeout_seconds: float = 3.0
+    fhir_max_pages: int = 10
+    fhir_max_resources: int = 5000
+    fhir_retries: int = 2
+    max_body_bytes: int = 5 * 1024 * 1024
+    spool_replay_seconds: float = 5.0
+    top_factors: int = 5
+
+    @model_validator(mode="after")
+    def _secrets_outside_development(self) -> Settings:
+        if self.environment is not Environment.development:
+            if not self.pseudonym_key or self.pseudonym_key == DEVELOPMENT_PSEUDONYM_KEY:
+                raise ValueError(
+                    f"CDS_PSEUDONYM_KEY must be set to a secret in {self.environment.value}"
+                )
+            if len(self.pseudonym_key) < 16:
+                raise ValueError("CDS_PSEUDONYM_KEY must be at least 16 characters")
+        self.public_base_url = self.public_base_url.rstrip("/")
+        return self
+
+    @property
+    def effective_pseudonym_key(self) -> bytes:
+        return (self.pseudonym_key or DEVELOPMENT_PSEUDONYM_KEY).encode()

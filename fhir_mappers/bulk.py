@@ -1,0 +1,185 @@
+"""FHIR Bulk Data export (NDJSON per resource type) -> training table, with bounded memory.
+
+Bulk files are not grouped by patient, so a single pass cannot see a patient's whole record. The
+reader partitions lines into shard files by a stable hash of the patient id (one streaming pass),
+then reads one shard at a time: peak memory is about one shard, whatever the export's size.
+Features come from exactly the same normalize/aggregate code as the live service.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import tempfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from fhir_mappers.events import index_events, label_for
+from fhir_mappers.extract import aggregate
+from fhir_mappers.facts import normalize
+from fhir_mappers.resources import patient_id_of
+from fhir_mappers.spec import ModelSpec
+
+RESOURCE_TYPES = ("Patient", "Encounter", "Condition", "Observation")
+DEFAULT_SHARD_BYTES = 48 * 1024 * 1024
+META_COLUMNS = ("patient_id", "index_time", "anchor")
+
+
+@dataclass(slots=True)
+class TableStats:
+    resources: int = 0
+    patients: int = 0
+    rows: int = 0
+    dropped_missing_required: int = 0
+    positives: int = 0
+    unparseable_lines: int = 0
+    without_patient: int = 0
+    warnings: Counter[str] = field(default_factory=Counter)
+    export_sha256: str = ""
+
+
+def export_files(export_dir: Path) -> list[Path]:
+    """The NDJSON files of an export, per type, in a stable order (the bulk manifest's names)."""
+    files: list[Path] = []
+    for rtype in RESOURCE_TYPES:
+        files.extend(sorted(export_dir.glob(f"{rtype}*.ndjson")))
+    return files
+
+
+def export_sha256(export_dir: Path) -> str:
+    """Hash of the export content the table was built from, for the model manifest."""
+    digest = hashlib.sha256()
+    for path in export_files(export_dir):
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _shard_of(patient_id: str, shards: int) -> int:
+    return zlib.crc32(patient_id.encode()) % shards
+
+
+def _partition(
+    files: list[Path],
+    workdir: Path,
+    shards: int,
+    stats: TableStats,
+    progress: Callable[[int], None],
+) -> list[Path]:
+    paths = [workdir / f"shard-{i:04d}.ndjson" for i in range(shards)]
+    handles: list[IO[bytes]] = [p.open("wb") for p in paths]
+    try:
+        for path in files:
+            with path.open("rb") as handle:
+                for line in handle:
+                    progress(len(line))
+                    if not line.strip():
+                        continue
+                    try:
+                        res = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        stats.unparseable_lines += 1
+                        continue
+                    pid = patient_id_of(res) if isinstance(res, dict) else None
+                    if pid is None:
+                        stats.without_patient += 1
+                        continue
+                    stats.resources += 1
+                    out = handles[_shard_of(pid, shards)]
+                    out.write(line if line.endswith(b"\n") else line + b"\n")
+    finally:
+        for out in handles:
+            out.close()
+    return paths
+
+
+def _patients_in(shard: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    with shard.open("rb") as handle:
+        for line in handle:
+            res = orjson.loads(line)
+            pid = patient_id_of(res)
+            if pid is not None:
+                grouped.setdefault(pid, []).append(res)
+    for pid in sorted(grouped):
+        yield pid, grouped.pop(pid)
+
+
+def iter_rows(
+    export_dir: Path,
+    spec: ModelSpec,
+    stats: TableStats,
+    *,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    progress: bool = False,
+    keep_missing_required: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Yield one row per index event: meta columns, feature values (None = missing), label."""
+    from tqdm import tqdm
+
+    files = export_files(export_dir)
+    if not files:
+        raise FileNotFoundError(f"no *.ndjson files of types {RESOURCE_TYPES} in {export_dir}")
+    total = sum(p.stat().st_size for p in files)
+    shards = max(1, math.ceil(total / shard_bytes))
+    names = spec.feature_names
+    with tempfile.TemporaryDirectory(prefix="cds-bulk-") as tmp:
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc="partition", disable=not progress
+        ) as bar:
+            paths = _partition(files, Path(tmp), shards, stats, bar.update)
+        for shard in tqdm(paths, desc="extract", unit="shard", disable=not progress):
+            for pid, resources in _patients_in(shard):
+                stats.patients += 1
+                events = index_events(resources, spec)
+                if not events:
+                    continue
+                facts = normalize(resources, spec)
+                stats.warnings.update(facts.warnings)
+                for event in events:
+                    extraction = aggregate(facts, event.index_time, spec)
+                    if not keep_missing_required and extraction.missing_required(spec):
+                        stats.dropped_missing_required += 1
+                        continue
+                    label = label_for(resources, event, spec.label)
+                    stats.rows += 1
+                    stats.positives += label
+                    row: dict[str, Any] = {
+                        "patient_id": pid,
+                        "index_time": extraction.index_time.isoformat(),
+                        "anchor": event.anchor_ref,
+                    }
+                    for name in names:
+                        row[name] = extraction.values[name]
+                    row[spec.label.name] = label
+                    yield row
+            shard.unlink()
+
+
+def write_training_table(
+    export_dir: Path,
+    spec: ModelSpec,
+    out_csv: Path,
+    *,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    progress: bool = False,
+) -> TableStats:
+    """Stream the table to CSV (empty cell = missing), sorted by patient and index time."""
+    stats = TableStats(export_sha256=export_sha256(export_dir))
+    columns = [*META_COLUMNS, *spec.feature_names, spec.label.name]
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    with out_csv.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in iter_rows(export_dir, spec, stats, shard_bytes=shard_bytes, progress=progress):
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return stats

@@ -1,0 +1,104 @@
+"""Index events and labels from a patient's resources, as declared in the spec's [index]/[label].
+
+Training needs prediction moments that look like the moment the service is called (an ED arrival
+plus an hour; weekly points after an infarction) and the outcome that followed. Both are declared
+in the feature spec so that a new model needs no Python.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fhir_mappers.facts import (
+    EXCLUDED_CONDITION_VERIFICATION,
+    EXCLUDED_ENCOUNTER_STATUSES,
+    _time,
+    coding_keys,
+)
+from fhir_mappers.spec import LabelSpec, ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEvent:
+    anchor_ref: str
+    anchor_time: datetime
+    index_time: datetime
+
+
+def encounter_codes(res: dict[str, Any]) -> set[str]:
+    klass = res.get("class")
+    keys = set(coding_keys(klass)) if isinstance(klass, dict) else set()
+    if isinstance(klass, list):
+        for concept in klass:
+            keys.update(coding_keys(concept))
+    return keys
+
+
+def _encounter_start(res: dict[str, Any], warnings: Counter[str]) -> datetime | None:
+    period = res.get("period")
+    return _time(period.get("start"), warnings) if isinstance(period, dict) else None
+
+
+def index_events(resources: list[dict[str, Any]], spec: ModelSpec) -> list[IndexEvent]:
+    """Prediction moments for one patient, sorted, independent of resource order."""
+    idx = spec.index
+    wanted = set(idx.codes)
+    warnings: Counter[str] = Counter()
+    events: list[IndexEvent] = []
+    for res in resources:
+        try:
+            if res.get("resourceType") != idx.resource:
+                continue
+            if idx.resource == "Encounter":
+                if res.get("status") in EXCLUDED_ENCOUNTER_STATUSES:
+                    continue
+                if not wanted & encounter_codes(res):
+                    continue
+                anchor = _encounter_start(res, warnings)
+            else:
+                if not wanted & set(coding_keys(res.get("code"))):
+                    continue
+                verification = coding_keys(res.get("verificationStatus"))
+                if any(
+                    k.rsplit("|", 1)[-1] in EXCLUDED_CONDITION_VERIFICATION for k in verification
+                ):
+                    continue
+                anchor = _time(res.get("onsetDateTime") or res.get("recordedDate"), warnings)
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if anchor is None:
+            continue
+        ref = f"{idx.resource}/{res.get('id', '?')}"
+        events.extend(IndexEvent(ref, anchor, anchor + offset) for offset in idx.offsets)
+    events.sort(key=lambda e: (e.index_time, e.anchor_ref))
+    return events
+
+
+def label_for(resources: list[dict[str, Any]], event: IndexEvent, label: LabelSpec) -> int:
+    """1 when an outcome encounter starts in the label window, else 0."""
+    base = event.anchor_time if label.relative_to == "anchor" else event.index_time
+    lo, hi = base + label.window.start, base + label.window.end
+    wanted = set(label.codes)
+    excluded = set(label.exclude_priority)
+    warnings: Counter[str] = Counter()
+    for res in resources:
+        try:
+            if res.get("resourceType") != "Encounter":
+                continue
+            if res.get("status") in EXCLUDED_ENCOUNTER_STATUSES:
+                continue
+            if f"Encounter/{res.get('id')}" == event.anchor_ref:
+                continue
+            if not wanted & encounter_codes(res):
+                continue
+            if excluded and excluded & set(coding_keys(res.get("priority"))):
+                continue
+            start = _encounter_start(res, warnings)
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if start is not None and lo < start <= hi:
+            return 1
+    return 0
