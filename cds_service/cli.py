@@ -146,6 +146,32 @@ def serve(
     )
 
 
+@app.command()
+def example(
+    service_id: Annotated[str, typer.Argument(help="CDS service id (see GET /cds-services).")],
+) -> None:
+    """Print a synthetic CDS Hooks request (with prefetch, times relative to now) for a service."""
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from cds_service.examples import example_request
+    from cds_service.hook_defs import HookDefinitionError
+    from cds_service.registry import load_registry
+    from cds_service.settings import Settings
+
+    settings = Settings()
+    try:
+        registry = load_registry(settings.hooks_dir, settings.models_dir)
+    except (HookDefinitionError, OSError, ValueError) as exc:
+        raise _err(str(exc), EXIT_BAD_INPUT) from exc
+    hook_def = registry.services.get(service_id)
+    if hook_def is None:
+        raise _err(f"unknown service id; known: {sorted(registry.services)}", EXIT_BAD_INPUT)
+    body = example_request(service_id, hook_def.hook, hook_def.model, datetime.now(UTC))
+    typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+
+
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -63,3 +63,12 @@ class CardFeedback(SQLModel, table=True):
     outcome_timestamp: datetime = Field(sa_type=sa.DateTime(timezone=True))
     received_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     channel: str = Field(max_length=16, default="cds-hooks")
+
+
+class SeenJti(SQLModel, table=True):
+    """Hash of (issuer, jti) for every accepted token until it expires."""
+
+    __tablename__ = "seen_jti"
+
+    jti_hash: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), index=True)

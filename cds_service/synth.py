@@ -224,13 +224,15 @@ _PRIORITY: Final = {
     "EL": _coding(ACT_PRIORITY, "EL", "elective"),
 }
 _ADMIT_FROM_ED: Final = {
-    "admitSource": _concept(
-        _coding(
-            "http://terminology.hl7.org/CodeSystem/admit-source",
-            "emd",
-            "From accident/emergency department",
+    "hospitalization": {
+        "admitSource": _concept(
+            _coding(
+                "http://terminology.hl7.org/CodeSystem/admit-source",
+                "emd",
+                "From accident/emergency department",
+            )
         )
-    )
+    }
 }
 
 _ARRIVAL: Final = {
@@ -1624,6 +1626,8 @@ def generate_cohort(
         raise ValueError("patient counts must not be negative")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A manifest left from an earlier run would vouch for files that are about to be replaced.
+    (out_dir / "manifest.json").unlink(missing_ok=True)
     synth = _Synth(out_dir, seed)
     bar = tqdm(
         total=ed_patients + post_mi_patients,
@@ -1638,6 +1642,11 @@ def generate_cohort(
         for i in range(1, post_mi_patients + 1):
             synth.post_mi_patient(i)
             bar.update(1)
+    except BaseException:
+        synth.close()
+        for partial in synth.partial.values():
+            partial.unlink(missing_ok=True)
+        raise
     finally:
         bar.close()
         synth.close()

@@ -17,6 +17,7 @@ from fhir_mappers.facts import (
     EXCLUDED_ENCOUNTER_STATUSES,
     _time,
     coding_keys,
+    condition_onset,
 )
 from fhir_mappers.spec import LabelSpec, ModelSpec
 
@@ -48,6 +49,8 @@ def index_events(resources: list[dict[str, Any]], spec: ModelSpec) -> list[Index
     wanted = set(idx.codes)
     warnings: Counter[str] = Counter()
     events: list[IndexEvent] = []
+    windows = [f.window for f in spec.features if f.window is not None] + [spec.label.window]
+    margins = [min(w.start for w in windows), max(w.end for w in windows)]
     for res in resources:
         try:
             if res.get("resourceType") != idx.resource:
@@ -66,13 +69,22 @@ def index_events(resources: list[dict[str, Any]], spec: ModelSpec) -> list[Index
                     k.rsplit("|", 1)[-1] in EXCLUDED_CONDITION_VERIFICATION for k in verification
                 ):
                     continue
-                anchor = _time(res.get("onsetDateTime") or res.get("recordedDate"), warnings)
-        except (AttributeError, TypeError, ValueError):
+                # the same onset rule as the days-since feature, so that day 14 is day 14
+                anchor = _time(condition_onset(res), warnings)
+        except (AttributeError, TypeError, ValueError, OverflowError):
             continue
         if anchor is None:
             continue
         ref = f"{idx.resource}/{res.get('id', '?')}"
-        events.extend(IndexEvent(ref, anchor, anchor + offset) for offset in idx.offsets)
+        try:
+            new = [IndexEvent(ref, anchor, anchor + offset) for offset in idx.offsets]
+            for event in new:  # every window around the event must be representable
+                for moment in (event.anchor_time, event.index_time):
+                    for delta in margins:
+                        _ = moment + delta
+        except OverflowError:  # a sentinel date such as 9999-12-31: no prediction moment
+            continue
+        events.extend(new)
     events.sort(key=lambda e: (e.index_time, e.anchor_ref))
     return events
 
@@ -97,7 +109,7 @@ def label_for(resources: list[dict[str, Any]], event: IndexEvent, label: LabelSp
             if excluded and excluded & set(coding_keys(res.get("priority"))):
                 continue
             start = _encounter_start(res, warnings)
-        except (AttributeError, TypeError, ValueError):
+        except (AttributeError, TypeError, ValueError, OverflowError):
             continue
         if start is not None and lo < start <= hi:
             return 1

@@ -228,6 +228,18 @@ def _warning_key(reason: str) -> str:
     return head.replace(" ", "_").replace("-", "_")
 
 
+def _malformed_concept(concept: Any) -> bool:
+    """A CodeableConcept (or Coding) that is present but not shaped like one: counted, not read."""
+    if concept is None:
+        return False
+    if type(concept) is not dict:
+        return True
+    codings = concept.get("coding")
+    return codings is not None and (
+        type(codings) is not list or any(type(c) is not dict for c in codings)
+    )
+
+
 def _match_codes(concept: Any, lookup: dict[str, dict[str, tuple[int, ...]]]) -> tuple[int, ...]:
     """Feature indices whose codes appear among a CodeableConcept's codings (hot path)."""
     if type(concept) is not dict:
@@ -250,10 +262,17 @@ def _observation(
     res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts, converter: UnitConverter
 ) -> None:
     lookup = compiled.observation_by_system
-    matched: list[tuple[int, dict[str, Any]]] = [
-        (idx, res) for idx in _match_codes(res.get("code"), lookup)
-    ]
+    code = res.get("code")
+    matched: list[tuple[int, dict[str, Any]]] = [(idx, res) for idx in _match_codes(code, lookup)]
     components = res.get("component")
+    if _malformed_concept(code) or (
+        components is not None
+        and (
+            type(components) is not list
+            or any(type(c) is not dict or _malformed_concept(c.get("code")) for c in components)
+        )
+    ):
+        out.warnings["malformed_resource"] += 1
     if type(components) is list:
         for comp in components:
             if type(comp) is dict:
@@ -269,11 +288,11 @@ def _observation(
         return
     when = observation_time(res, out.warnings)
     features = compiled.spec.features
-    done = -1
+    done: set[int] = set()  # one resource is one measurement per feature
     for idx, node in matched:
-        if idx == done:
+        if idx in done:
             continue
-        done = idx
+        done.add(idx)
         value, why = _node_value(node, features[idx], converter)
         if why is None and value is not None and when is not None and math.isfinite(value):
             out.facts[idx].append(Fact(when, ref, value))
@@ -290,6 +309,16 @@ def _encounter(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -
         for concept in klass:
             keys.update(coding_keys(concept))
     types = res.get("type")
+    if (
+        (
+            _malformed_concept(klass)
+            if type(klass) is not list
+            else any(map(_malformed_concept, klass))
+        )
+        or (types is not None and type(types) is not list)
+        or (type(types) is list and any(map(_malformed_concept, types)))
+    ):
+        out.warnings["malformed_resource"] += 1
     if isinstance(types, list):
         for concept in types:
             keys.update(coding_keys(concept))
@@ -321,8 +350,20 @@ def _encounter(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -
         _add(out, idx, when, value, None if value is not None else "code not in value_map", ref)
 
 
+def condition_onset(res: dict[str, Any]) -> Any:
+    """The raw onset of a Condition: onsetDateTime, else onsetPeriod.start, else recordedDate."""
+    onset = res.get("onsetDateTime")
+    if onset is None and isinstance(res.get("onsetPeriod"), dict):
+        onset = res["onsetPeriod"].get("start")
+    if onset is None:
+        onset = res.get("recordedDate")
+    return onset
+
+
 def _condition(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -> None:
     lookup = compiled.condition_codes
+    if _malformed_concept(res.get("code")):
+        out.warnings["malformed_resource"] += 1
     hits = sorted({i for key in coding_keys(res.get("code")) for i in lookup.get(key, ())})
     if not hits:
         return
@@ -332,12 +373,7 @@ def _condition(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -
             out.notes[idx]["condition refuted or entered in error"] += 1
         out.warnings["status_not_counted"] += 1
         return
-    onset = res.get("onsetDateTime")
-    if onset is None and isinstance(res.get("onsetPeriod"), dict):
-        onset = res["onsetPeriod"].get("start")
-    if onset is None:
-        onset = res.get("recordedDate")
-    when = _time(onset, out.warnings)
+    when = _time(condition_onset(res), out.warnings)
     ref = f"Condition/{res.get('id', '?')}"
     for idx in hits:
         _add(out, idx, when, 1.0, None, ref)
@@ -351,6 +387,8 @@ def _patient(res: dict[str, Any], out: PatientFacts) -> None:
             return
     out.patient_ref = ref
     birth = parse_fhir_datetime(res.get("birthDate"))
+    if birth is None and res.get("birthDate") is not None:
+        out.warnings["malformed_birth_date"] += 1
     out.birth_date = birth.value.date() if birth is not None else None
     gender = res.get("gender")
     out.gender = gender if isinstance(gender, str) else None

@@ -76,6 +76,8 @@ def _walk(item: Any, result: Flattened, depth: int) -> None:
                     _walk(entry["resource"], result, depth + 1)
                 else:
                     result.skipped += 1
+        elif entries is not None:  # an entry that is not a list hides whatever it holds
+            result.skipped += 1
         return
     if rtype == "OperationOutcome":
         result.outcomes.append(item)

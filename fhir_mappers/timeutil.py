@@ -70,7 +70,10 @@ def parse_fhir_datetime(text: object) -> FhirTime | None:
         return FhirTime(parsed.replace(tzinfo=UTC), False)
     if parsed.tzinfo is None:
         return FhirTime(parsed.replace(tzinfo=UTC), True)
-    return FhirTime(parsed.astimezone(UTC), False)
+    try:
+        return FhirTime(parsed.astimezone(UTC), False)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00: no representable UTC instant
+        return None
 
 
 def ensure_utc(moment: datetime) -> datetime:

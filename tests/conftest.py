@@ -134,9 +134,7 @@ def observation(
         "id": rid,
         "status": status,
         "category": [
-            concept(
-                ("http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs")
-            )
+            concept(("http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs"))
         ],
         "code": code_cc,
         "subject": {"reference": f"Patient/{patient}"},

@@ -348,9 +348,9 @@ def test_bad_model_index_or_label_is_rejected(spec_doc, fhir, mutate, message):
 def test_load_spec_reports_the_path(tmp_path):
     broken = tmp_path / "features.toml"
     broken.write_text('[model]\nname = "x"\n[[features]\n', encoding="utf-8")
-    with pytest.raises(SpecError, match="features.toml"):
+    with pytest.raises(SpecError, match=r"features\.toml"):
         load_spec(broken)
-    with pytest.raises(SpecError, match="missing.toml"):
+    with pytest.raises(SpecError, match=r"missing\.toml"):
         load_spec(tmp_path / "missing.toml")
 
 

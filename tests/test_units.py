@@ -1,7 +1,8 @@
 """UCUM unit conversion: the converter itself, Quantity unit resolution, and the effect on features.
 
-Expected numbers are computed by hand from the unit definitions (1 [lb_av] = 0.45359237 kg,
-T(Cel) = (T([degF]) - 32) * 5/9, glucose 180.156 g/mol, creatinine 113.12 g/mol, lactate 90.08 g/mol).
+Expected numbers are computed by hand from the unit definitions: 1 [lb_av] = 0.45359237 kg,
+T(Cel) = (T([degF]) - 32) * 5/9, molar masses glucose 180.156, creatinine 113.12, lactate 90.08
+g/mol.
 """
 
 from __future__ import annotations
@@ -231,8 +232,18 @@ def test_us_and_dutch_glucose_give_the_same_feature(lab_spec, fhir):
         ("glucose", "2345-7", {"unit": "milligram per decilitre"}, "unit_missing_or_not_UCUM"),
         ("glucose", "2345-7", {"system": UCUM_SYSTEM, "code": "kg"}, "unit_not_convertible"),
         # mass -> molar without a declared molar mass: refused, never a guess
-        ("glucose_no_mm", "2345-7", {"system": UCUM_SYSTEM, "code": "mg/dL"}, "unit_not_convertible"),
-        ("creatinine", "2160-0", {"system": UCUM_SYSTEM, "code": "mmol/L/h"}, "unit_not_convertible"),
+        (
+            "glucose_no_mm",
+            "2345-7",
+            {"system": UCUM_SYSTEM, "code": "mg/dL"},
+            "unit_not_convertible",
+        ),
+        (
+            "creatinine",
+            "2160-0",
+            {"system": UCUM_SYSTEM, "code": "mmol/L/h"},
+            "unit_not_convertible",
+        ),
         ("temperature", "8310-5", {"unit": "degrees"}, "unit_missing_or_not_UCUM"),
         ("systolic", "8480-6", {"system": UCUM_SYSTEM, "code": "mmHg"}, "unit_not_convertible"),
         ("pain", "72514-3", {"system": UCUM_SYSTEM, "code": "{unknown}"}, "unit_not_convertible"),

@@ -12,8 +12,8 @@ import pytest
 import respx
 
 from cds_service.app import create_app
+from cds_service.examples import ed_case, ed_prefetch, hook_body
 from tests.service.conftest import NOW, Database, make_settings, new_database, postgres_base_url
-from tests.service.patients import ed_case, ed_prefetch, hook_body
 from tests.service.server import ServerThread, TcpProxy
 
 
@@ -85,7 +85,7 @@ def test_postgres_outage_spools_and_replays(tmp_path: Path) -> None:
     if base is None:
         pytest.skip("PostgreSQL tests skipped: set CDS_TEST_POSTGRES_URL to run them")
     db = new_database("postgres", tmp_path)
-    proxy = TcpProxy("127.0.0.1", 5432 if ":5432" in base or "@" not in base else 5432)
+    proxy = TcpProxy("127.0.0.1", 5432)
     proxy.start()
     proxied_url = db.url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}").replace(
         "localhost:5432", f"127.0.0.1:{proxy.port}"

@@ -8,8 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.service.conftest import FHIR_BASE, NOW, PUBLIC_BASE, Service
-from tests.service.patients import (
+from cds_service.examples import (
     ed_case,
     ed_prefetch,
     hook_body,
@@ -17,6 +16,7 @@ from tests.service.patients import (
     post_mi_case,
     searchset,
 )
+from tests.service.conftest import FHIR_BASE, NOW, PUBLIC_BASE, Service
 
 ED = "ed-admission-risk"
 ED_PV = "ed-admission-risk-patient-view"

@@ -38,7 +38,7 @@ def test_changed_feature_spec_refuses_start(tmp_path: Path) -> None:
     spec.write_text(
         spec.read_text().replace('window = ["-PT6H", "PT0S"]', 'window = ["-PT8H", "PT0S"]', 1)
     )
-    with pytest.raises(ModelLoadError, match="features.toml changed since training"):
+    with pytest.raises(ModelLoadError, match=r"features\.toml changed since training"):
         load_registry(hooks, models)
 
 
@@ -56,7 +56,7 @@ def test_reordered_manifest_features_refuse_start(tmp_path: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["feature_names"] = list(reversed(manifest["feature_names"]))
     path.write_text(json.dumps(manifest))
-    with pytest.raises(ModelLoadError, match="differ from features.toml"):
+    with pytest.raises(ModelLoadError, match=r"differ from features\.toml"):
         load_registry(hooks, models)
 
 

@@ -1,11 +1,13 @@
-"""Synthetic patients for service tests, with times relative to a fixed 'now'.
+"""Synthetic example patients and CDS Hooks requests, with times relative to a given 'now'.
 
-Hand-made, synthetic: names and identifiers are deliberately fake so that the PHI tests can search
-logs for them.
+Used by `cds-service example` (so a newcomer can paste a call that yields a real risk card) and by
+the tests. Hand-made and synthetic: names and identifiers are deliberately fake, so the PHI tests
+can search logs for them.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -179,12 +181,10 @@ def hook_body(
     *,
     encounter_id: str | None = None,
     fhir_server: str | None = None,
-    token: str | None = "synthetic-access-token",
+    token: str | None = "synthetic-access-token",  # noqa: S107 (fake token for examples)
     hook_instance: str | None = None,
     user: str = "Practitioner/syn-doc-1",
 ) -> dict[str, Any]:
-    import uuid
-
     body: dict[str, Any] = {
         "hook": hook,
         "hookInstance": hook_instance or str(uuid.uuid4()),
@@ -221,3 +221,13 @@ def mi_prefetch(case: dict[str, Any]) -> dict[str, Any]:
         "observations": searchset(case["observations"]),
         "conditions": searchset(case["conditions"]),
     }
+
+
+def example_request(service_id: str, hook: str, model: str, now: datetime) -> dict[str, Any]:
+    """A complete request with prefetch for one of the bundled models."""
+    if model == "post-mi-unplanned-visit":
+        case = post_mi_case(now)
+        return hook_body(hook, case["patient"]["id"], mi_prefetch(case))
+    case = ed_case(now)
+    encounter_id = case["encounter_id"] if hook == "encounter-start" else None
+    return hook_body(hook, case["patient"]["id"], ed_prefetch(case), encounter_id=encounter_id)

@@ -1,0 +1,87 @@
+"""Trusted CDS clients (``CDS_TRUSTED_ISSUERS``): who may call, with which keys, for which FHIR
+servers.
+
+File format: a JSON list of objects ``{"iss", "jwks_url" | "jwks", "tenant"?, "fhir_servers"}``.
+The file is read at start-up (reload = restart); an invalid file stops the service with a message
+that names the entry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class TrustedCallersError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedIssuer:
+    iss: str
+    jwks_url: str | None
+    jwks: dict[str, Any] | None
+    tenant: str | None
+    fhir_servers: tuple[str, ...]
+
+    def allows_fhir_server(self, url: str) -> bool:
+        return normalize_base(url) in self.fhir_servers
+
+
+def normalize_base(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def parse_trusted_callers(doc: Any, where: str = "trusted callers") -> dict[str, TrustedIssuer]:
+    if not isinstance(doc, list):
+        raise TrustedCallersError(f"{where}: must be a JSON list of issuer objects")
+    out: dict[str, TrustedIssuer] = {}
+    for i, entry in enumerate(doc):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, dict):
+            raise TrustedCallersError(f"{at}: must be an object")
+        unknown = set(entry) - {"iss", "jwks_url", "jwks", "tenant", "fhir_servers", "comment"}
+        if unknown:
+            raise TrustedCallersError(f"{at}: unknown keys {sorted(unknown)}")
+        iss = entry.get("iss")
+        if not isinstance(iss, str) or not iss:
+            raise TrustedCallersError(f"{at}: 'iss' is required")
+        jwks_url, jwks = entry.get("jwks_url"), entry.get("jwks")
+        if (jwks_url is None) == (jwks is None):
+            raise TrustedCallersError(f"{at} ({iss}): give exactly one of 'jwks_url' and 'jwks'")
+        if jwks_url is not None and not (
+            isinstance(jwks_url, str) and jwks_url.startswith(("https://", "http://"))
+        ):
+            raise TrustedCallersError(f"{at} ({iss}): 'jwks_url' must be an http(s) URL")
+        if jwks is not None and not (isinstance(jwks, dict) and isinstance(jwks.get("keys"), list)):
+            raise TrustedCallersError(f"{at} ({iss}): 'jwks' must be a JWK Set with 'keys'")
+        if jwks is not None and any("d" in k for k in jwks["keys"] if isinstance(k, dict)):
+            raise TrustedCallersError(f"{at} ({iss}): 'jwks' holds a private key; publish only "
+                                      "public keys")
+        servers = entry.get("fhir_servers", [])
+        if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
+            raise TrustedCallersError(f"{at} ({iss}): 'fhir_servers' must be a list of URLs")
+        tenant = entry.get("tenant")
+        if tenant is not None and not isinstance(tenant, str):
+            raise TrustedCallersError(f"{at} ({iss}): 'tenant' must be a string")
+        if iss in out:
+            raise TrustedCallersError(f"{at}: issuer {iss} is listed twice")
+        out[iss] = TrustedIssuer(
+            iss=iss, jwks_url=jwks_url, jwks=jwks, tenant=tenant,
+            fhir_servers=tuple(normalize_base(s) for s in servers),
+        )
+    return out
+
+
+def load_trusted_callers(path: Path) -> dict[str, TrustedIssuer]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TrustedCallersError(f"{path}: cannot read: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise TrustedCallersError(f"{path}: not valid JSON (line {exc.lineno})") from exc
+    return parse_trusted_callers(doc, str(path))
