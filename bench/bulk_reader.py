@@ -305,8 +305,9 @@ def spawn(python: str, child: str, work: Path, **kwargs: str) -> dict[str, Any]:
 
 
 def _fmt_row(cells: list[str], widths: list[int]) -> str:
+    last = len(cells) - 1
     return "  ".join(
-        c.ljust(w) if i in (0, 1, len(cells) - 1) else c.rjust(w)
+        c if i == last else c.ljust(w) if i in (0, 1) else c.rjust(w)
         for i, (c, w) in enumerate(zip(cells, widths, strict=True))
     )
 

@@ -20,22 +20,28 @@ import anyio
 import httpx
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.engine import Engine
 
 from cds_service.audit import AuditWriter
+from cds_service.auth import Authenticator, AuthError, Caller
 from cds_service.cards import CardModelInfo, missing_input_card, risk_card
 from cds_service.db import make_engine, upgrade
 from cds_service.errors import ServiceError, error_response, json_response
 from cds_service.feedback import parse_feedback
 from cds_service.fhir_client import FhirClient
 from cds_service.hook_defs import HookDefinition
+from cds_service.jwks import JwksCache
 from cds_service.markdown import to_html
 from cds_service.prefetch import PreconditionFailed, resolve
 from cds_service.pseudonym import pseudonym
 from cds_service.registry import Registry, load_registry
+from cds_service.replay import ReplayStore
 from cds_service.request_model import RequestError, parse_request
 from cds_service.settings import Settings
 from cds_service.spool import Spool
+from cds_service.trusted_callers import load_trusted_callers
 from fhir_mappers.extract import extract
 from fhir_mappers.units import DEFAULT_CONVERTER
 
@@ -58,6 +64,7 @@ class ServiceState:
         fhir: FhirClient,
         http: httpx.AsyncClient,
         clock: Clock,
+        authenticator: Authenticator | None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -65,6 +72,43 @@ class ServiceState:
         self.fhir = fhir
         self.http = http
         self.clock = clock
+        self.authenticator = authenticator
+
+    async def caller(self, request: Request, *paths: str) -> Caller | None:
+        """Verify the JWT for this endpoint (audience = the exact URL called)."""
+        if self.authenticator is None:
+            return None
+        base = self.settings.public_base_url
+        try:
+            return await self.authenticator.verify(
+                request.headers.get("authorization"), tuple(base + p for p in paths)
+            )
+        except AuthError as exc:
+            log.info("rejected call: %s", exc)
+            raise ServiceError(401, str(exc)) from None
+
+
+def build_authenticator(
+    settings: Settings, engine: Engine, http: httpx.AsyncClient, clock: Clock
+) -> Authenticator | None:
+    if settings.auth_disabled:
+        log.warning("JWT verification is OFF (CDS_AUTH_DISABLED, development only)")
+        return None
+    path = settings.trusted_issuers_path
+    if path.is_file():
+        issuers = load_trusted_callers(path)
+    else:
+        log.warning("no trusted-callers file: every call gets 401 (run `cds-service keys init`)")
+        issuers = {}
+    jwks = JwksCache(http, min_refresh_seconds=settings.jwks_min_refresh_seconds)
+    return Authenticator(
+        issuers,
+        jwks,
+        ReplayStore(engine),
+        leeway_seconds=settings.jwt_leeway_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
+        clock=clock,
+    )
 
 
 async def read_body(request: Request, limit: int) -> Any:
@@ -122,6 +166,7 @@ def create_app(
     *,
     clock: Clock = _now,
     transport: httpx.AsyncBaseTransport | None = None,
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
 
@@ -143,7 +188,11 @@ def create_app(
             max_pages=settings.fhir_max_pages,
             max_resources=settings.fhir_max_resources,
         )
-        app.state.cds = ServiceState(settings, registry, writer, fhir, http, clock)
+        key_http = httpx.AsyncClient(
+            timeout=httpx.Timeout(3.0), transport=jwks_transport, follow_redirects=False
+        )
+        authenticator = build_authenticator(settings, engine, key_http, clock)
+        app.state.cds = ServiceState(settings, registry, writer, fhir, http, clock, authenticator)
         await anyio.to_thread.run_sync(writer.replay)
         stop = anyio.Event()
 
@@ -165,6 +214,7 @@ def create_app(
             finally:
                 stop.set()
         await http.aclose()
+        await key_http.aclose()
         await anyio.to_thread.run_sync(writer.replay)
         engine.dispose()
 
@@ -175,9 +225,21 @@ def create_app(
         lifespan=lifespan,
     )
 
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> Response:
-        return error_response(exc.status, exc.message)
+        response = error_response(exc.status, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> Response:
@@ -189,6 +251,7 @@ def create_app(
 
     @app.get("/cds-services")
     async def discovery(request: Request) -> Response:
+        await state(request).caller(request, "/cds-services")
         services = state(request).registry.services.values()
         return json_response({"services": [discovery_entry(d) for d in services]})
 
@@ -199,6 +262,9 @@ def create_app(
     @app.post("/cds-services/{service_id}/feedback")
     async def feedback(service_id: str, request: Request) -> Response:
         st = state(request)
+        await st.caller(
+            request, f"/cds-services/{service_id}/feedback", f"/cds-services/{service_id}"
+        )
         if service_id not in st.registry.services:
             raise ServiceError(404, "unknown CDS service id")
         body = await read_body(request, st.settings.max_body_bytes)
@@ -246,6 +312,7 @@ def create_app(
 
 async def handle_call(st: ServiceState, service_id: str, request: Request) -> Response:
     t0 = time.perf_counter()
+    caller = await st.caller(request, f"/cds-services/{service_id}")
     hook_def = st.registry.services.get(service_id)
     if hook_def is None:
         raise ServiceError(404, "unknown CDS service id")
@@ -254,6 +321,12 @@ async def handle_call(st: ServiceState, service_id: str, request: Request) -> Re
         call = parse_request(body, hook_def.hook)
     except RequestError as exc:
         raise ServiceError(400, str(exc)) from None
+    if (
+        caller is not None
+        and call.fhirServer is not None
+        and not caller.issuer.allows_fhir_server(call.fhirServer)
+    ):
+        raise ServiceError(403, "fhirServer is not a trusted FHIR server for this caller")
     requested_at = st.clock()
     t_parse = time.perf_counter()
     try:
@@ -337,6 +410,7 @@ async def handle_call(st: ServiceState, service_id: str, request: Request) -> Re
         ).decode(),
         "mapper_warnings": orjson.dumps(dict(sorted(extraction.warnings.items()))).decode(),
         "summary": card["summary"],
+        "caller_iss": caller.issuer.iss if caller else None,
     }
     st.writer.write("card_audit", [row])
     t_audit = time.perf_counter()

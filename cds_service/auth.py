@@ -128,8 +128,12 @@ class Authenticator:
         if not self._replay.first_use(issuer.iss, jti, expires, self._clock()):
             raise AuthError("token replayed (jti already used)")
         sub = claims.get("sub")
-        return Caller(issuer=issuer, subject=sub if isinstance(sub, str) else None,
-                      tenant=tenant if isinstance(tenant, str) else None, jti=jti)
+        return Caller(
+            issuer=issuer,
+            subject=sub if isinstance(sub, str) else None,
+            tenant=tenant if isinstance(tenant, str) else None,
+            jti=jti,
+        )
 
 
 _CLAIM_MESSAGES = {

@@ -18,6 +18,7 @@ app = typer.Typer(
     help="Clinical risk cards over CDS Hooks: synthetic data, training and serving.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 EXIT_BAD_INPUT = 3
@@ -170,6 +171,105 @@ def example(
         raise _err(f"unknown service id; known: {sorted(registry.services)}", EXIT_BAD_INPUT)
     body = example_request(service_id, hook_def.hook, hook_def.model, datetime.now(UTC))
     typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+
+
+keys_app = typer.Typer(help="Local signing key for the quick start.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _local_key_path() -> Path:
+    return data_dir() / "keys" / "local-signing-key.json"
+
+
+@keys_app.command("init")
+def keys_init(
+    iss: Annotated[str, typer.Option(help="Issuer of the local caller.")] = "",
+    fhir_server: Annotated[
+        list[str] | None, typer.Option(help="FHIR base URL this caller may send (repeatable).")
+    ] = None,
+) -> None:
+    """Create a local ES384 signing key and a trusted-callers entry for it (development)."""
+    import json
+
+    from cds_service.settings import Settings
+    from cds_service.signing import LOCAL_ISSUER, generate_key, public_jwks, save_private_key
+
+    issuer = iss or LOCAL_ISSUER
+    settings = Settings()
+    key = generate_key("ES384")
+    save_private_key(key, _local_key_path())
+    path = settings.trusted_issuers_path
+    entries = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    entries = [e for e in entries if e.get("iss") != issuer]
+    entries.append({"iss": issuer, "jwks": public_jwks(key), "fhir_servers": fhir_server or []})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"private key: {_local_key_path()} (kid {key.kid})")
+    typer.echo(f"trusted callers: {path} (issuer {issuer}); restart the service to load it")
+
+
+@app.command()
+def token(
+    path: Annotated[
+        str, typer.Argument(help="Endpoint path, e.g. /cds-services/ed-admission-risk")
+    ],
+    lifetime: Annotated[int, typer.Option(help="Seconds until expiry.")] = 300,
+) -> None:
+    """Print a JWT signed with the local key for one endpoint (audience = its full URL)."""
+    from cds_service.settings import Settings
+    from cds_service.signing import LOCAL_ISSUER, load_private_key, sign
+
+    if not _local_key_path().is_file():
+        raise _err("no local key: run `cds-service keys init` first", EXIT_BAD_INPUT)
+    settings = Settings()
+    aud = settings.public_base_url + "/" + path.lstrip("/")
+    typer.echo(
+        sign(load_private_key(_local_key_path()), iss=LOCAL_ISSUER, aud=aud, lifetime=lifetime)
+    )
+
+
+@app.command("demo-call")
+def demo_call(
+    service_id: Annotated[str | None, typer.Argument(help="One service (default: all).")] = None,
+    url: Annotated[str | None, typer.Option(help="Base URL (default CDS_PUBLIC_BASE_URL).")] = None,
+) -> None:
+    """Send a signed example call to each service of a running server; print the cards."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from cds_service.examples import example_request
+    from cds_service.settings import Settings
+    from cds_service.signing import LOCAL_ISSUER, load_private_key, sign
+
+    if not _local_key_path().is_file():
+        raise _err("no local key: run `cds-service keys init` first", EXIT_BAD_INPUT)
+    settings = Settings()
+    base = (url or settings.public_base_url).rstrip("/")
+    key = load_private_key(_local_key_path())
+    with httpx.Client(timeout=10) as client:
+        discovery_aud = settings.public_base_url + "/cds-services"
+        headers = {"Authorization": "Bearer " + sign(key, iss=LOCAL_ISSUER, aud=discovery_aud)}
+        try:
+            listing = client.get(f"{base}/cds-services", headers=headers)
+        except httpx.HTTPError as exc:
+            raise _err(f"cannot reach {base} ({type(exc).__name__}): is it serving?", 5) from exc
+        if listing.status_code != 200:
+            raise _err(f"discovery answered {listing.status_code}: {listing.text}", EXIT_BAD_INPUT)
+        for svc in listing.json()["services"]:
+            if service_id and svc["id"] != service_id:
+                continue
+            model = "post-mi-unplanned-visit" if "post-mi" in svc["id"] else "ed-admission"
+            body = example_request(svc["id"], svc["hook"], model, datetime.now(UTC))
+            aud = f"{settings.public_base_url}/cds-services/{svc['id']}"
+            headers = {"Authorization": "Bearer " + sign(key, iss=LOCAL_ISSUER, aud=aud)}
+            r = client.post(f"{base}/cds-services/{svc['id']}", json=body, headers=headers)
+            typer.echo(f"{svc['id']}: HTTP {r.status_code}")
+            if r.status_code == 200:
+                for card in r.json()["cards"]:
+                    typer.echo(f"  [{card['indicator']}] {card['summary']}")
+            else:
+                typer.echo(f"  {r.text}")
 
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)

@@ -36,8 +36,13 @@ def _key_set(doc: Any) -> tuple[KeySet, frozenset[str]]:
 
 
 class JwksCache:
-    def __init__(self, http: httpx.AsyncClient, *, min_refresh_seconds: float = 30.0,
-                 max_age_seconds: float = 3600.0) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        min_refresh_seconds: float = 30.0,
+        max_age_seconds: float = 3600.0,
+    ) -> None:
         self._http = http
         self._min_refresh = min_refresh_seconds
         self._max_age = max_age_seconds

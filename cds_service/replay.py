@@ -54,8 +54,7 @@ class ReplayStore:
                     _TABLE.update().where(_TABLE.c.jti_hash == key).values(expires_at=expires_at)
                 )
         except SQLAlchemyError as exc:
-            log.warning("replay store unavailable, checking jti in memory (%s)",
-                        type(exc).__name__)
+            log.warning("replay store unavailable, checking jti in memory (%s)", type(exc).__name__)
             with self._lock:
                 if key in self._memory and self._memory[key] > now:
                     return False

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     pseudonym_key: str | None = None
     trusted_issuers: Path | None = None
+    auth_disabled: bool = False
+    jwt_leeway_seconds: int = 60
+    jwt_max_lifetime_seconds: int = 3600
+    jwks_min_refresh_seconds: float = 30.0
+    cors_origins: str = ""
     hooks_dir: Path = Field(default_factory=hooks_dir)
     models_dir: Path = Field(default_factory=models_dir)
     spool_dir: Path = Field(default_factory=lambda: data_dir() / "spool")
@@ -55,8 +60,25 @@ class Settings(BaseSettings):
                 )
             if len(self.pseudonym_key) < 16:
                 raise ValueError("CDS_PSEUDONYM_KEY must be at least 16 characters")
+            if self.auth_disabled:
+                env = self.environment.value
+                raise ValueError(f"CDS_AUTH_DISABLED is only allowed in development, not {env}")
+            if self.trusted_issuers is None or not self.trusted_issuers.is_file():
+                raise ValueError(
+                    f"CDS_TRUSTED_ISSUERS must name an existing trusted-callers file in "
+                    f"{self.environment.value}"
+                )
         self.public_base_url = self.public_base_url.rstrip("/")
         return self
+
+    @property
+    def trusted_issuers_path(self) -> Path:
+        """In development the quick-start file (`cds-service keys init`) is the default."""
+        return self.trusted_issuers or data_dir() / "trusted-callers.json"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def effective_pseudonym_key(self) -> bytes:

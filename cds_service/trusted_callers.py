@@ -60,8 +60,9 @@ def parse_trusted_callers(doc: Any, where: str = "trusted callers") -> dict[str,
         if jwks is not None and not (isinstance(jwks, dict) and isinstance(jwks.get("keys"), list)):
             raise TrustedCallersError(f"{at} ({iss}): 'jwks' must be a JWK Set with 'keys'")
         if jwks is not None and any("d" in k for k in jwks["keys"] if isinstance(k, dict)):
-            raise TrustedCallersError(f"{at} ({iss}): 'jwks' holds a private key; publish only "
-                                      "public keys")
+            raise TrustedCallersError(
+                f"{at} ({iss}): 'jwks' holds a private key; publish only public keys"
+            )
         servers = entry.get("fhir_servers", [])
         if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
             raise TrustedCallersError(f"{at} ({iss}): 'fhir_servers' must be a list of URLs")
@@ -71,7 +72,10 @@ def parse_trusted_callers(doc: Any, where: str = "trusted callers") -> dict[str,
         if iss in out:
             raise TrustedCallersError(f"{at}: issuer {iss} is listed twice")
         out[iss] = TrustedIssuer(
-            iss=iss, jwks_url=jwks_url, jwks=jwks, tenant=tenant,
+            iss=iss,
+            jwks_url=jwks_url,
+            jwks=jwks,
+            tenant=tenant,
             fhir_servers=tuple(normalize_base(s) for s in servers),
         )
     return out

@@ -8,6 +8,7 @@ that into a missing value with a warning, never into a wrong number.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from dataclasses import dataclass
@@ -163,10 +164,8 @@ class UnitConverter:
         """Load the UCUM registry and precompute conversions before the first request."""
         self._ureg()
         for unit, canonical, molar_mass in pairs:
-            try:
+            with contextlib.suppress(UnitError):
                 self.converter(unit, canonical, molar_mass)
-            except UnitError:
-                pass
 
 
 DEFAULT_CONVERTER = UnitConverter()

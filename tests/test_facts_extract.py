@@ -1114,7 +1114,7 @@ def test_home_monitoring_baseline_values(home_baseline):
 @settings(
     max_examples=60,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow],
 )
 @given(data=st.data())
 def test_result_does_not_depend_on_resource_order(
@@ -1398,11 +1398,14 @@ def test_arbitrary_json_never_raises(ed_spec, mi_spec, payload):
 
 
 def _golden_cases() -> list[str]:
+    if not GOLDEN.is_dir():
+        return []
     return sorted(p.name for p in GOLDEN.iterdir() if (p / "input.json").is_file())
 
 
 def test_there_are_golden_cases():
-    assert len(_golden_cases()) >= 3
+    # NB: the repository .gitignore has a bare `data/` pattern, which also matches tests/data/
+    assert len(_golden_cases()) >= 3, f"golden cases missing under {GOLDEN} (gitignored?)"
     assert (GOLDEN / "README.md").is_file()
 
 

@@ -32,21 +32,33 @@ def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_training_twice_gives_byte_identical_artifacts(small_export: Path, tmp_path: Path) -> None:
-    first = train_model("ed-admission", models_root=_models_root(tmp_path / "a"),
-                        export_dir=small_export, version="0.0.1")
-    second = train_model("ed-admission", models_root=_models_root(tmp_path / "b"),
-                         export_dir=small_export, version="0.0.1")
+    first = train_model(
+        "ed-admission",
+        models_root=_models_root(tmp_path / "a"),
+        export_dir=small_export,
+        version="0.0.1",
+    )
+    second = train_model(
+        "ed-admission",
+        models_root=_models_root(tmp_path / "b"),
+        export_dir=small_export,
+        version="0.0.1",
+    )
     for name in ("model.txt", "manifest.json", "metrics.json", "model_card.md"):
         assert (first.directory / name).read_bytes() == (second.directory / name).read_bytes()
-    assert first.model_sha256 == hashlib.sha256(
-        (first.directory / "model.txt").read_bytes()).hexdigest()
+    assert (
+        first.model_sha256
+        == hashlib.sha256((first.directory / "model.txt").read_bytes()).hexdigest()
+    )
 
 
-def test_artifacts_carry_manifest_metrics_and_model_card(small_export: Path,
-                                                         tmp_path: Path) -> None:
+def test_artifacts_carry_manifest_metrics_and_model_card(
+    small_export: Path, tmp_path: Path
+) -> None:
     root = _models_root(tmp_path)
-    result = train_model("post-mi-unplanned-visit", models_root=root, export_dir=small_export,
-                         version="0.0.2")
+    result = train_model(
+        "post-mi-unplanned-visit", models_root=root, export_dir=small_export, version="0.0.2"
+    )
     manifest = json.loads((result.directory / "manifest.json").read_text())
     assert manifest["artifact"]["sha256"] == result.model_sha256
     assert manifest["feature_names"][0] == "age"
@@ -59,8 +71,15 @@ def test_artifacts_carry_manifest_metrics_and_model_card(small_export: Path,
     assert any(k.startswith("age=") for k in manifest["metrics"]["subgroups"])
     assert set(manifest["reference"]) == set(manifest["feature_names"])
     card = (result.directory / "model_card.md").read_text()
-    for heading in ("## Intended use", "## Must not be used for", "## Performance on the held-out",
-                    "## Subgroups", "## Calibration", "## Limitations", "AUROC"):
+    for heading in (
+        "## Intended use",
+        "## Must not be used for",
+        "## Performance on the held-out",
+        "## Subgroups",
+        "## Calibration",
+        "## Limitations",
+        "AUROC",
+    ):
         assert heading in card
     model = load_model(root, "post-mi-unplanned-visit", "0.0.2")
     risk = model.risk([float("nan")] * len(model.feature_names))
@@ -69,8 +88,9 @@ def test_artifacts_carry_manifest_metrics_and_model_card(small_export: Path,
     assert abs(explained.risk - risk) < 1e-12
 
 
-def test_different_seed_changes_the_split_and_so_the_model(small_export: Path,
-                                                           tmp_path: Path) -> None:
+def test_different_seed_changes_the_split_and_so_the_model(
+    small_export: Path, tmp_path: Path
+) -> None:
     root = _models_root(tmp_path)
     config = root / "ed-admission" / "training.toml"
     base = train_model("ed-admission", models_root=root, export_dir=small_export, version="a")
@@ -88,9 +108,11 @@ def test_default_synth_then_train_reproduces_committed_artifact(
     if not (export / "manifest.json").exists():
         generate_cohort(export)  # `cds-service synth` defaults
     committed = json.loads((MODELS_DIR / model / "1.0.0" / "manifest.json").read_text())
-    result = train_model(model, models_root=_models_root(tmp_path_factory.mktemp(model)),
-                         export_dir=export)
-    assert result.manifest["training_data"]["export_sha256"] == (
-        committed["training_data"]["export_sha256"]
+    result = train_model(
+        model, models_root=_models_root(tmp_path_factory.mktemp(model)), export_dir=export
+    )
+    assert (
+        result.manifest["training_data"]["export_sha256"]
+        == (committed["training_data"]["export_sha256"])
     ), "the default synthetic cohort changed: regenerate and retrain the committed models"
     assert result.model_sha256 == committed["artifact"]["sha256"]

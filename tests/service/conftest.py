@@ -81,6 +81,7 @@ def make_settings(db_url: str, tmp: Path, **overrides: Any) -> Settings:
         "environment": "development",
         "spool_replay_seconds": 0.2,
         "fhir_retries": 2,
+        "auth_disabled": True,
     }
     values.update(overrides)
     return Settings(**values)

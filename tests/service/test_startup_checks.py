@@ -72,7 +72,19 @@ def test_bad_prefetch_token_refuses_start(tmp_path: Path) -> None:
         load_registry(hooks, models)
 
 
-def test_secrets_required_outside_development() -> None:
+def test_secrets_required_outside_development(tmp_path: Path) -> None:
+    callers = tmp_path / "callers.json"
+    callers.write_text("[]")
     with pytest.raises(ValueError, match="CDS_PSEUDONYM_KEY"):
-        Settings(environment="production", pseudonym_key=None)
-    assert Settings(environment="acceptance", pseudonym_key="a" * 32).pseudonym_key
+        Settings(environment="production", pseudonym_key=None, trusted_issuers=callers)
+    with pytest.raises(ValueError, match="CDS_TRUSTED_ISSUERS"):
+        Settings(environment="acceptance", pseudonym_key="a" * 32)
+    with pytest.raises(ValueError, match="only allowed in development"):
+        Settings(
+            environment="production",
+            pseudonym_key="a" * 32,
+            trusted_issuers=callers,
+            auth_disabled=True,
+        )
+    ok = Settings(environment="acceptance", pseudonym_key="a" * 32, trusted_issuers=callers)
+    assert ok.pseudonym_key
