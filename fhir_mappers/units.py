@@ -159,7 +159,6 @@ class UnitConverter:
             return f"cannot convert {unit!r} to {canonical!r}: {type(exc).__name__}"
         return f"cannot convert {unit!r} to {canonical!r}"
 
-
     def warm_up(self, pairs: list[tuple[str, str, float | None]]) -> None:
         """Load the UCUM registry and precompute conversions before the first request."""
         self._ureg()
