@@ -34,13 +34,19 @@ from cds_service.fhir_client import FhirClient
 from cds_service.hook_defs import HookDefinition
 from cds_service.jwks import JwksCache
 from cds_service.markdown import to_html
-from cds_service.prefetch import PreconditionFailed, resolve
+from cds_service.prefetch import PreconditionFailed, TooLarge, resolve
 from cds_service.pseudonym import pseudonym
 from cds_service.registry import Registry, load_registry
 from cds_service.replay import ReplayStore
-from cds_service.request_model import RequestError, parse_request
+from cds_service.request_model import (
+    FEEDBACK_SCHEMA,
+    RequestError,
+    parse_request,
+    request_body_schema,
+)
 from cds_service.settings import Settings
 from cds_service.spool import Spool
+from cds_service.telemetry import tracer
 from cds_service.trusted_callers import load_trusted_callers
 from fhir_mappers.extract import extract
 from fhir_mappers.units import DEFAULT_CONVERTER
@@ -125,7 +131,9 @@ async def read_body(request: Request, limit: int) -> Any:
     try:
         return orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError:
-        raise ServiceError(400, "request body is not valid JSON") from None
+        raise ServiceError(
+            400, "request body is not valid JSON (or nested deeper than 1024 levels)"
+        ) from None
 
 
 def discovery_entry(d: HookDefinition) -> dict[str, Any]:
@@ -255,11 +263,27 @@ def create_app(
         services = state(request).registry.services.values()
         return json_response({"services": [discovery_entry(d) for d in services]})
 
-    @app.post("/cds-services/{service_id}")
+    @app.post(
+        "/cds-services/{service_id}",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": request_body_schema()}},
+            }
+        },
+    )
     async def call_service(service_id: str, request: Request) -> Response:
         return await handle_call(state(request), service_id, request)
 
-    @app.post("/cds-services/{service_id}/feedback")
+    @app.post(
+        "/cds-services/{service_id}/feedback",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": FEEDBACK_SCHEMA}},
+            }
+        },
+    )
     async def feedback(service_id: str, request: Request) -> Response:
         st = state(request)
         await st.caller(
@@ -311,6 +335,21 @@ def create_app(
 
 
 async def handle_call(st: ServiceState, service_id: str, request: Request) -> Response:
+    with tracer.start_as_current_span(
+        "cds.service_call", record_exception=False, set_status_on_exception=False
+    ) as span:
+        span.set_attribute("cds.service_id", service_id[:128])
+        try:
+            response = await _handle_call(st, service_id, request, span)
+        except ServiceError as exc:
+            span.set_attribute("http.response.status_code", exc.status)
+            log.info("call refused", extra={"service_id": service_id[:128], "status": exc.status})
+            raise
+        span.set_attribute("http.response.status_code", response.status_code)
+        return response
+
+
+async def _handle_call(st: ServiceState, service_id: str, request: Request, span: Any) -> Response:
     t0 = time.perf_counter()
     caller = await st.caller(request, f"/cds-services/{service_id}")
     hook_def = st.registry.services.get(service_id)
@@ -330,9 +369,11 @@ async def handle_call(st: ServiceState, service_id: str, request: Request) -> Re
     requested_at = st.clock()
     t_parse = time.perf_counter()
     try:
-        data = await resolve(hook_def, call, st.fhir)
+        data = await resolve(hook_def, call, st.fhir, st.settings.fhir_max_resources)
     except PreconditionFailed as exc:
         raise ServiceError(412, str(exc)) from None
+    except TooLarge as exc:
+        raise ServiceError(413, str(exc)) from None
     t_fetch = time.perf_counter()
     model = st.registry.model_for(hook_def)
     spec = model.spec
@@ -412,8 +453,34 @@ async def handle_call(st: ServiceState, service_id: str, request: Request) -> Re
         "summary": card["summary"],
         "caller_iss": caller.issuer.iss if caller else None,
     }
-    st.writer.write("card_audit", [row])
+    stored = st.writer.write("card_audit", [row])
     t_audit = time.perf_counter()
+    span.set_attributes(
+        {
+            "cds.hook": hook_def.hook,
+            "cds.model": model.name,
+            "cds.model_version": model.version,
+            "cds.environment": env,
+            "cds.card_kind": kind,
+            "cds.risk_band": band or "",
+            "cds.audit_stored": stored,
+            "cds.prefetch_origin": ",".join(f"{k}={v}" for k, v in sorted(data.origin.items())),
+            "cds.stage_ms.map": round(1000 * (t_map - t_fetch), 3),
+            "cds.stage_ms.explain": round(1000 * (t_explain - t_predict), 3),
+            "cds.stage_ms.total": round(1000 * (t_audit - t0), 3),
+        }
+    )
+    log.info(
+        "card returned",
+        extra={
+            "service_id": hook_def.id,
+            "hook": hook_def.hook,
+            "model": model.name,
+            "model_version": model.version,
+            "card_kind": kind,
+            "latency_ms": round(1000 * (t_audit - t0), 3),
+        },
+    )
     timing = ", ".join(
         f"{name};dur={1000 * dur:.3f}"
         for name, dur in (

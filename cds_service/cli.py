@@ -144,6 +144,7 @@ def serve(
         http="httptools",
         access_log=False,
         factory=True,
+        log_config=None,
     )
 
 

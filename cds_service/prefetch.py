@@ -23,6 +23,10 @@ class PreconditionFailed(Exception):
     """HTTP 412: the FHIR data the service needs could not be obtained."""
 
 
+class TooLarge(Exception):
+    """HTTP 413: more data than the service accepts for one call."""
+
+
 @dataclass(slots=True)
 class ResolvedData:
     resources: list[dict[str, Any]] = field(default_factory=list)
@@ -61,7 +65,10 @@ def _keep_patient(resources: list[dict[str, Any]], patient_id: str, data: Resolv
 
 
 async def resolve(
-    hook_def: HookDefinition, request: HookRequest, client: FhirClient | None
+    hook_def: HookDefinition,
+    request: HookRequest,
+    client: FhirClient | None,
+    max_resources: int = 5000,
 ) -> ResolvedData:
     data = ResolvedData()
     context = request.context
@@ -85,6 +92,8 @@ async def resolve(
                 continue
             if not isinstance(value, dict) or flat.skipped:
                 raise PreconditionFailed(f"prefetch '{key}' is not a FHIR resource or Bundle")
+            if len(flat.resources) > max_resources:
+                raise TooLarge(f"prefetch '{key}' holds more than {max_resources} resources")
             _keep_patient(flat.resources, patient_id, data)
             data.origin[key] = "prefetch"
             continue

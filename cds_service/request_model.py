@@ -104,3 +104,58 @@ def parse_request(body: Any, served_hook: str) -> HookRequest:
     if request.extension is not None and not isinstance(request.extension, dict):
         raise RequestError("extension must be a JSON object")
     return request
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
+
+
+def request_body_schema() -> dict[str, Any]:
+    """OpenAPI description of the service request (so fuzzers and integrators can read it)."""
+    raw = HookRequest.model_json_schema()
+    return dict(_inline(raw, raw.get("$defs", {})))
+
+
+FEEDBACK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["feedback"],
+    "properties": {
+        "feedback": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["card", "outcome", "outcomeTimestamp"],
+                "properties": {
+                    "card": {"type": "string"},
+                    "outcome": {"type": "string", "enum": ["accepted", "overridden"]},
+                    "acceptedSuggestions": {
+                        "type": "array",
+                        "items": {"type": "object", "properties": {"id": {"type": "string"}}},
+                    },
+                    "overrideReason": {
+                        "type": "object",
+                        "properties": {
+                            "reason": {
+                                "type": "object",
+                                "properties": {
+                                    "system": {"type": "string"},
+                                    "code": {"type": "string"},
+                                    "display": {"type": "string"},
+                                },
+                            },
+                            "userComment": {"type": "string"},
+                        },
+                    },
+                    "outcomeTimestamp": {"type": "string", "format": "date-time"},
+                },
+            },
+        }
+    },
+}

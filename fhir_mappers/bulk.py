@@ -24,7 +24,7 @@ import orjson
 from fhir_mappers.events import index_events, label_for
 from fhir_mappers.extract import aggregate
 from fhir_mappers.facts import normalize
-from fhir_mappers.resources import patient_id_of
+from fhir_mappers.resources import dedupe, patient_id_of
 from fhir_mappers.spec import ModelSpec
 
 RESOURCE_TYPES = ("Patient", "Encounter", "Condition", "Observation")
@@ -138,8 +138,11 @@ def iter_rows(
         ) as bar:
             paths = _partition(files, Path(tmp), shards, stats, bar.update)
         for shard in tqdm(paths, desc="extract", unit="shard", disable=not progress):
-            for pid, resources in _patients_in(shard):
+            for pid, duplicated in _patients_in(shard):
                 stats.patients += 1
+                resources, duplicates = dedupe(duplicated)
+                if duplicates:
+                    stats.warnings["duplicate_resource"] += duplicates
                 events = index_events(resources, spec)
                 if not events:
                     continue

@@ -86,7 +86,12 @@ def index_events(resources: list[dict[str, Any]], spec: ModelSpec) -> list[Index
             continue
         events.extend(new)
     events.sort(key=lambda e: (e.index_time, e.anchor_ref))
-    return events
+    # One infarction coded twice (SNOMED and ICD-10 Conditions) is one prediction moment.
+    unique: list[IndexEvent] = []
+    for event in events:
+        if not unique or unique[-1].index_time != event.index_time:
+            unique.append(event)
+    return unique
 
 
 def label_for(resources: list[dict[str, Any]], event: IndexEvent, label: LabelSpec) -> int:

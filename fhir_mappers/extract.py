@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from fhir_mappers.facts import Fact, PatientFacts, normalize
-from fhir_mappers.resources import flatten
+from fhir_mappers.resources import dedupe, flatten
 from fhir_mappers.spec import FeatureSpec, ModelSpec
 from fhir_mappers.timeutil import ensure_utc
 from fhir_mappers.units import UnitConverter
@@ -203,7 +203,10 @@ def extract(
 ) -> Extraction:
     """Features for one patient at one index time from FHIR JSON (resources, Bundles or lists)."""
     flat = flatten(resources)
-    pf = normalize(flat.resources, spec, converter)
+    unique, duplicates = dedupe(flat.resources)
+    pf = normalize(unique, spec, converter)
+    if duplicates:
+        pf.warnings["duplicate_resource"] += duplicates
     if flat.outcomes:
         pf.warnings["operation_outcome"] += len(flat.outcomes)
     if flat.skipped:

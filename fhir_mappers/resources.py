@@ -7,9 +7,12 @@ separate account of what the server reported as a problem.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 MAX_BUNDLE_DEPTH = 4
 
@@ -105,3 +108,37 @@ def patient_id_of(resource: dict[str, Any]) -> str | None:
             if isinstance(target, str) and "Patient/" in target:
                 return target.rsplit("Patient/", 1)[1].split("/", 1)[0] or None
     return None
+
+
+def _version_key(resource: dict[str, Any]) -> tuple[str, bytes]:
+    meta = resource.get("meta")
+    updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    try:
+        canonical = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits and the like
+        canonical = json.dumps(resource, sort_keys=True, default=repr).encode()
+    return (updated if isinstance(updated, str) else "", canonical)
+
+
+def dedupe(resources: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """One copy per (resourceType, id): overlapping pages or prefetch keys must not count a
+    measurement twice. Differing copies keep the latest ``meta.lastUpdated`` (then the larger
+    canonical JSON), so the choice does not depend on order. Returns (resources, dropped)."""
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    keep: list[dict[str, Any]] = []
+    dropped = 0
+    for res in resources:
+        rid = res.get("id")
+        if not isinstance(rid, str):
+            keep.append(res)
+            continue
+        key = (str(res.get("resourceType")), rid)
+        current = chosen.get(key)
+        if current is None:
+            chosen[key] = res
+            continue
+        dropped += 1
+        if current is not res and current != res and _version_key(res) > _version_key(current):
+            chosen[key] = res
+    keep.extend(chosen.values())
+    return keep, dropped

@@ -82,7 +82,8 @@ def quantity_unit(quantity: dict[str, Any]) -> str | None:
     code = quantity.get("code")
     system = quantity.get("system")
     if isinstance(code, str) and code and (system == UCUM_SYSTEM or system is None):
-        return code if system == UCUM_SYSTEM else UNIT_ALIASES.get(code, code)
+        # "mmHg" under the UCUM system is a common EHR mistake with one meaning: mm[Hg].
+        return UNIT_ALIASES.get(code, code)
     for candidate in (code, quantity.get("unit")):
         if isinstance(candidate, str) and candidate in UNIT_ALIASES:
             return UNIT_ALIASES[candidate]
@@ -114,6 +115,8 @@ class UnitConverter:
                 cached = self._cache.get(key)
                 if cached is None:
                     cached = self._compute(unit, canonical, molar_mass)
+                    if len(self._cache) >= 10_000:  # arbitrary unit strings must not grow it
+                        self._cache.clear()
                     self._cache[key] = cached
         if isinstance(cached, str):
             raise UnitError(cached)

@@ -245,7 +245,6 @@ def test_us_and_dutch_glucose_give_the_same_feature(lab_spec, fhir):
             "unit_not_convertible",
         ),
         ("temperature", "8310-5", {"unit": "degrees"}, "unit_missing_or_not_UCUM"),
-        ("systolic", "8480-6", {"system": UCUM_SYSTEM, "code": "mmHg"}, "unit_not_convertible"),
         ("pain", "72514-3", {"system": UCUM_SYSTEM, "code": "{unknown}"}, "unit_not_convertible"),
     ],
 )
@@ -285,3 +284,21 @@ def test_unit_on_feature_without_canonical_unit_is_not_used(make_spec, fhir):
     out = extract([res], INDEX, spec)
     assert out.values["mode"] is None
     assert out.warnings["feature_has_no_canonical_unit"] == 1
+
+
+def test_ucum_system_with_common_display_code_is_read_through_the_alias_table(ed_spec) -> None:
+    """EHRs often send system=UCUM with code "mmHg"; its one meaning is mm[Hg]."""
+    from datetime import UTC, datetime
+
+    from fhir_mappers import extract
+
+    obs = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+        "effectiveDateTime": "2024-03-10T10:00:00Z",
+        "valueQuantity": {"value": 121, "system": UCUM_SYSTEM, "code": "mmHg"},
+    }
+    out = extract([obs], datetime(2024, 3, 10, 10, 30, tzinfo=UTC), ed_spec)
+    assert out.values["systolic_bp"] == 121

@@ -17,7 +17,7 @@ from tests.service.conftest import NOW, Database, make_settings, new_database, p
 from tests.service.server import ServerThread, TcpProxy
 
 
-def _wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+def _wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
