@@ -38,9 +38,19 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 3}
     )
+
+    @sa.event.listens_for(engine, "connect")
+    def _utc(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # UTC sessions: day boundaries in the views must not depend on the server's zone.
+        cur = dbapi_conn.cursor()
+        cur.execute("SET TIME ZONE 'UTC'")
+        cur.close()
+        dbapi_conn.commit()
+
+    return engine
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

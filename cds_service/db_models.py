@@ -72,3 +72,92 @@ class SeenJti(SQLModel, table=True):
 
     jti_hash: str = Field(primary_key=True, max_length=64)
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), index=True)
+
+
+class Deployment(SQLModel, table=True):
+    """Append-only: which model version serves in which environment, as live or shadow, and why.
+
+    Each record carries the hash of the one before it; `cds-service audit verify` walks the chain.
+    """
+
+    __tablename__ = "deployments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_name: str = Field(max_length=128)
+    model_version: str = Field(max_length=64)
+    artifact_sha256: str = Field(max_length=64)
+    environment: str = Field(max_length=16)
+    role: str = Field(max_length=16)
+    action: str = Field(max_length=16)
+    decided_by: str = Field(max_length=128)
+    reason: str = Field(sa_type=sa.Text)
+    override: bool = False
+    override_reason: str | None = Field(default=None, sa_type=sa.Text)
+    evidence: str = Field(sa_type=sa.Text)
+    created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    prev_hash: str = Field(max_length=64)
+    record_hash: str = Field(max_length=64, unique=True)
+
+
+class Outcome(SQLModel, table=True):
+    __tablename__ = "outcomes"
+
+    card_uuid: str = Field(primary_key=True, max_length=36)
+    label_name: str = Field(primary_key=True, max_length=64)
+    patient_pseudonym: str = Field(max_length=64, index=True)
+    model_name: str = Field(max_length=128)
+    label: int
+    source: str = Field(max_length=32)
+    derived_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+
+
+class MonitoringRun(SQLModel, table=True):
+    __tablename__ = "monitoring_runs"
+
+    run_id: str = Field(primary_key=True, max_length=36)
+    started_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    finished_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    window_start: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    window_end: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    parameters: str = Field(sa_type=sa.Text)
+
+
+class MonitoringResult(SQLModel, table=True):
+    __tablename__ = "monitoring_results"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=36, index=True)
+    service_id: str = Field(max_length=128)
+    model_name: str = Field(max_length=128)
+    model_version: str = Field(max_length=64)
+    environment: str = Field(max_length=16)
+    role: str = Field(max_length=16)
+    window_start: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    window_end: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    metric: str = Field(max_length=64)
+    feature: str = Field(default="", max_length=128)
+    subgroup: str = Field(default="", max_length=64)
+    value: float | None = None
+    n: int
+    details: str = Field(default="{}", sa_type=sa.Text)
+
+
+class Alert(SQLModel, table=True):
+    __tablename__ = "alerts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=36, index=True)
+    created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    service_id: str = Field(max_length=128)
+    model_name: str = Field(max_length=128)
+    model_version: str = Field(max_length=64)
+    environment: str = Field(max_length=16)
+    window_start: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    window_end: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    metric: str = Field(max_length=64)
+    feature: str = Field(default="", max_length=128)
+    subgroup: str = Field(default="", max_length=64)
+    value: float | None = None
+    threshold: float | None = None
+    severity: str = Field(max_length=16)
+    message: str = Field(sa_type=sa.Text)
