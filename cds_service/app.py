@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.engine import Engine
+from starlette.background import BackgroundTask
 
 from cds_service.audit import AuditWriter
 from cds_service.auth import Authenticator, AuthError, Caller
@@ -34,6 +35,7 @@ from cds_service.fhir_client import FhirClient
 from cds_service.hook_defs import HookDefinition
 from cds_service.jwks import JwksCache
 from cds_service.markdown import to_html
+from cds_service.model_runtime import LoadedModel
 from cds_service.prefetch import PreconditionFailed, TooLarge, resolve
 from cds_service.pseudonym import pseudonym
 from cds_service.registry import Registry, load_registry
@@ -48,7 +50,7 @@ from cds_service.settings import Settings
 from cds_service.spool import Spool
 from cds_service.telemetry import tracer
 from cds_service.trusted_callers import load_trusted_callers
-from fhir_mappers.extract import extract
+from fhir_mappers.extract import Extraction, extract
 from fhir_mappers.units import DEFAULT_CONVERTER
 
 log = logging.getLogger("cds_service")
@@ -202,7 +204,16 @@ def create_app(
         authenticator = build_authenticator(settings, engine, key_http, clock)
         app.state.cds = ServiceState(settings, registry, writer, fhir, http, clock, authenticator)
         await anyio.to_thread.run_sync(writer.replay)
+        env_name = settings.environment.value
+        await anyio.to_thread.run_sync(registry.refresh_deployments, engine, env_name)
         stop = anyio.Event()
+
+        async def deployments_loop() -> None:
+            while not stop.is_set():
+                with anyio.move_on_after(settings.deployment_refresh_seconds):
+                    await stop.wait()
+                if not stop.is_set():
+                    await anyio.to_thread.run_sync(registry.refresh_deployments, engine, env_name)
 
         async def replay_loop() -> None:
             while not stop.is_set():
@@ -217,6 +228,7 @@ def create_app(
         gc.freeze()
         async with anyio.create_task_group() as tg:
             tg.start_soon(replay_loop)
+            tg.start_soon(deployments_loop)
             try:
                 yield
             finally:
@@ -349,6 +361,131 @@ async def handle_call(st: ServiceState, service_id: str, request: Request) -> Re
         return response
 
 
+SIMULATED_TIME_EXTENSION = "org.cds-risk.simulated-time"
+
+
+def _request_time(st: ServiceState, call: Any) -> datetime:
+    """Wall-clock time, or (development with CDS_ALLOW_SIMULATED_TIME only) the simulator's."""
+    if st.settings.allow_simulated_time and isinstance(call.extension, dict):
+        raw = call.extension.get(SIMULATED_TIME_EXTENSION)
+        if isinstance(raw, str):
+            try:
+                moment = datetime.fromisoformat(raw)
+            except ValueError:
+                raise ServiceError(
+                    400, f"extension {SIMULATED_TIME_EXTENSION} is not a time"
+                ) from None
+            if moment.tzinfo is None:
+                raise ServiceError(400, f"extension {SIMULATED_TIME_EXTENSION} needs an offset")
+            return moment.astimezone(UTC)
+    return st.clock()
+
+
+def audit_row(
+    *,
+    card_uuid: str,
+    call: Any,
+    hook_def: HookDefinition,
+    model: LoadedModel,
+    role: str,
+    shown: bool,
+    kind: str,
+    risk: float | None,
+    band: str | None,
+    indicator: str | None,
+    summary: str,
+    extraction: Extraction,
+    requested_at: datetime,
+    latency_ms: float,
+    environment: str,
+    key: bytes,
+    caller: Caller | None,
+) -> dict[str, Any]:
+    encounter = call.context.get("encounterId")
+    return {
+        "card_uuid": card_uuid,
+        "hook_instance": call.hookInstance,
+        "service_id": hook_def.id,
+        "hook": hook_def.hook,
+        "model_name": model.name,
+        "model_version": model.version,
+        "artifact_sha256": model.artifact_sha256,
+        "environment": environment,
+        "role": role,
+        "shown": shown,
+        "card_kind": kind,
+        "patient_pseudonym": pseudonym(key, "Patient", str(call.context["patientId"])),
+        "encounter_pseudonym": pseudonym(key, "Encounter", encounter) if encounter else None,
+        "requested_at": requested_at,
+        "risk": risk,
+        "risk_band": band,
+        "indicator": indicator,
+        "latency_ms": latency_ms,
+        "features": orjson.dumps(extraction.values).decode(),
+        "missing_features": orjson.dumps(extraction.missing()).decode(),
+        "inputs": orjson.dumps(
+            {
+                n: {
+                    "value": p.value,
+                    "unit": p.unit,
+                    "time": p.time,
+                    "missing_reason": p.missing_reason,
+                    "sources": len(p.sources),
+                }
+                for n, p in extraction.provenance.items()
+            }
+        ).decode(),
+        "mapper_warnings": orjson.dumps(dict(sorted(extraction.warnings.items()))).decode(),
+        "summary": summary,
+        "caller_iss": caller.issuer.iss if caller else None,
+    }
+
+
+def score_shadows(
+    st: ServiceState,
+    shadows: tuple[LoadedModel, ...],
+    call: Any,
+    hook_def: HookDefinition,
+    extraction: Extraction,
+    requested_at: datetime,
+    caller: Caller | None,
+) -> None:
+    """Shadow versions score the same inputs after the live response is sent; their rows are
+    audited (role 'shadow', shown false) and never returned as cards."""
+    env = st.settings.environment.value
+    rows = []
+    for shadow in shadows:
+        t0 = time.perf_counter()
+        if extraction.missing_required(shadow.spec):
+            kind, risk, band, indicator = "no-risk", None, None, "info"
+        else:
+            risk = shadow.risk(extraction.vector(shadow.feature_names))
+            chosen = hook_def.band_for(risk)
+            kind, band, indicator = "risk", chosen.name, chosen.indicator
+        rows.append(
+            audit_row(
+                card_uuid=str(uuid.uuid4()),
+                call=call,
+                hook_def=hook_def,
+                model=shadow,
+                role="shadow",
+                shown=False,
+                kind=kind,
+                risk=risk,
+                band=band,
+                indicator=indicator,
+                summary="(shadow prediction, not shown)",
+                extraction=extraction,
+                requested_at=requested_at,
+                latency_ms=round(1000 * (time.perf_counter() - t0), 3),
+                environment=env,
+                key=st.settings.effective_pseudonym_key,
+                caller=caller,
+            )
+        )
+    st.writer.write("card_audit", rows)
+
+
 async def _handle_call(st: ServiceState, service_id: str, request: Request, span: Any) -> Response:
     t0 = time.perf_counter()
     caller = await st.caller(request, f"/cds-services/{service_id}")
@@ -366,7 +503,7 @@ async def _handle_call(st: ServiceState, service_id: str, request: Request, span
         and not caller.issuer.allows_fhir_server(call.fhirServer)
     ):
         raise ServiceError(403, "fhirServer is not a trusted FHIR server for this caller")
-    requested_at = st.clock()
+    requested_at = _request_time(st, call)
     t_parse = time.perf_counter()
     try:
         data = await resolve(hook_def, call, st.fhir, st.settings.fhir_max_resources)
@@ -376,6 +513,7 @@ async def _handle_call(st: ServiceState, service_id: str, request: Request, span
         raise ServiceError(413, str(exc)) from None
     t_fetch = time.perf_counter()
     model = st.registry.model_for(hook_def)
+    shadows = st.registry.shadows_for(hook_def)
     spec = model.spec
     extraction = extract(data.resources, requested_at, spec)
     t_map = time.perf_counter()
@@ -414,45 +552,25 @@ async def _handle_call(st: ServiceState, service_id: str, request: Request, span
         kind = "risk"
         cards.append(card)
     t_card = time.perf_counter()
-    key = st.settings.effective_pseudonym_key
-    encounter = call.context.get("encounterId")
-    row = {
-        "card_uuid": card_uuid,
-        "hook_instance": call.hookInstance,
-        "service_id": hook_def.id,
-        "hook": hook_def.hook,
-        "model_name": model.name,
-        "model_version": model.version,
-        "artifact_sha256": model.artifact_sha256,
-        "environment": env,
-        "role": "live",
-        "shown": bool(cards),
-        "card_kind": kind,
-        "patient_pseudonym": pseudonym(key, "Patient", str(call.context["patientId"])),
-        "encounter_pseudonym": pseudonym(key, "Encounter", encounter) if encounter else None,
-        "requested_at": requested_at,
-        "risk": risk,
-        "risk_band": band,
-        "indicator": card["indicator"],
-        "latency_ms": round((t_card - t0) * 1000, 3),
-        "features": orjson.dumps(extraction.values).decode(),
-        "missing_features": orjson.dumps(extraction.missing()).decode(),
-        "inputs": orjson.dumps(
-            {
-                n: {
-                    "value": p.value,
-                    "unit": p.unit,
-                    "time": p.time,
-                    "missing_reason": p.missing_reason,
-                    "sources": len(p.sources),
-                }
-                for n, p in extraction.provenance.items()
-            }
-        ).decode(),
-        "mapper_warnings": orjson.dumps(dict(sorted(extraction.warnings.items()))).decode(),
-        "summary": card["summary"],
-        "caller_iss": caller.issuer.iss if caller else None,
-    }
+    row = audit_row(
+        card_uuid=card_uuid,
+        call=call,
+        hook_def=hook_def,
+        model=model,
+        role="live",
+        shown=bool(cards),
+        kind=kind,
+        risk=risk,
+        band=band,
+        indicator=card["indicator"],
+        summary=card["summary"],
+        extraction=extraction,
+        requested_at=requested_at,
+        latency_ms=round((t_card - t0) * 1000, 3),
+        environment=env,
+        key=st.settings.effective_pseudonym_key,
+        caller=caller,
+    )
     stored = st.writer.write("card_audit", [row])
     t_audit = time.perf_counter()
     span.set_attributes(
@@ -464,6 +582,7 @@ async def _handle_call(st: ServiceState, service_id: str, request: Request, span
             "cds.card_kind": kind,
             "cds.risk_band": band or "",
             "cds.audit_stored": stored,
+            "cds.shadow_models": len(shadows),
             "cds.prefetch_origin": ",".join(f"{k}={v}" for k, v in sorted(data.origin.items())),
             "cds.stage_ms.map": round(1000 * (t_map - t_fetch), 3),
             "cds.stage_ms.explain": round(1000 * (t_explain - t_predict), 3),
@@ -494,4 +613,9 @@ async def _handle_call(st: ServiceState, service_id: str, request: Request, span
             ("total", t_audit - t0),
         )
     )
-    return json_response({"cards": cards}, headers={"Server-Timing": timing})
+    response = json_response({"cards": cards}, headers={"Server-Timing": timing})
+    if shadows:
+        response.background = BackgroundTask(
+            score_shadows, st, shadows, call, hook_def, extraction, requested_at, caller
+        )
+    return response

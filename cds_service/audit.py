@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.db_models import CardAudit, CardFeedback
+from cds_service.db_models import CardAudit, CardFeedback, Outcome
 from cds_service.spool import Spool
 
 log = logging.getLogger("cds_service.audit")
@@ -20,10 +20,12 @@ log = logging.getLogger("cds_service.audit")
 TABLES: dict[str, sa.Table] = {
     "card_audit": CardAudit.__table__,  # type: ignore[attr-defined]
     "card_feedback": CardFeedback.__table__,  # type: ignore[attr-defined]
+    "outcomes": Outcome.__table__,  # type: ignore[attr-defined]
 }
 _DATETIME_COLUMNS = {
     "card_audit": ("requested_at",),
     "card_feedback": ("outcome_timestamp", "received_at"),
+    "outcomes": ("derived_at",),
 }
 
 

@@ -1,16 +1,19 @@
 """The ``cds-service`` command: one entry point for people, CI and hospital IT.
 
 Exit codes are numbered and never reused: 0 ok, 2 usage (Typer), 3 bad input or configuration,
-4 training failed its own checks.
+4 training failed its own checks, 5 service unreachable, 6 promotion refused by the validation
+gate, 7 deployment chain broken.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import Engine
 
 from cds_service.paths import data_dir, models_dir
 
@@ -23,6 +26,8 @@ app = typer.Typer(
 
 EXIT_BAD_INPUT = 3
 EXIT_TRAINING = 4
+EXIT_GATE = 6
+EXIT_CHAIN = 7
 
 
 def _err(message: str, code: int) -> typer.Exit:
@@ -271,6 +276,144 @@ def demo_call(
                     typer.echo(f"  [{card['indicator']}] {card['summary']}")
             else:
                 typer.echo(f"  {r.text}")
+
+
+def _engine() -> Engine:
+    from cds_service.db import make_engine, upgrade
+    from cds_service.settings import Settings
+
+    engine = make_engine(Settings().database_url)
+    upgrade(engine)
+    return engine
+
+
+Env = Annotated[str, typer.Option("--env", help="acceptance | production | development")]
+By = Annotated[str, typer.Option("--by", help="Who decides (name or user id).")]
+Reason = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit trail).")]
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument()],
+    version: Annotated[str, typer.Argument()],
+    env: Env,
+    by: By,
+    reason: Reason,
+    role: Annotated[str, typer.Option(help="live (cards shown) or shadow (logged only)")] = "live",
+    holdout: Annotated[
+        Path | None, typer.Option(help="Held-out FHIR Bulk export for the validation gate.")
+    ] = None,
+    override_reason: Annotated[
+        str | None, typer.Option(help="Promote despite a failed gate (recorded as override).")
+    ] = None,
+) -> None:
+    """Run the validation gate and record a deployment of MODEL VERSION."""
+    from cds_service.deployments import ENVIRONMENTS, ROLES
+    from cds_service.lifecycle import PromotionRefused
+    from cds_service.lifecycle import promote as do_promote
+
+    if env not in ENVIRONMENTS or role not in ROLES:
+        raise _err(f"--env one of {ENVIRONMENTS}, --role one of {ROLES}", EXIT_BAD_INPUT)
+    export = holdout or data_dir() / "holdout"
+    if not export.is_dir():
+        raise _err(f"no held-out export at {export} (use --holdout)", EXIT_BAD_INPUT)
+    try:
+        result = do_promote(
+            _engine(),
+            models_dir(),
+            model,
+            version,
+            environment=env,
+            role=role,
+            by=by,
+            reason=reason,
+            holdout=export,
+            override_reason=override_reason,
+        )
+    except PromotionRefused as exc:
+        typer.echo(exc.evidence.get("report", ""))
+        raise _err("promotion refused by the validation gate: " + str(exc), EXIT_GATE) from exc
+    except (ValueError, FileNotFoundError) as exc:
+        raise _err(str(exc), EXIT_BAD_INPUT) from exc
+    rec = result.record
+    typer.echo(json.loads(rec["evidence"]).get("report", ""))
+    note = " (gate overridden)" if rec["override"] else ""
+    typer.echo(f"recorded: {model} {version} {role} in {env}{note}, record {rec['record_hash']}")
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument()],
+    env: Env,
+    by: By,
+    reason: Reason,
+    to: Annotated[
+        str | None, typer.Option(help="Version to make live (default: previous).")
+    ] = None,
+) -> None:
+    """Make the previous live version live again (recorded like a promotion)."""
+    from cds_service.lifecycle import rollback as do_rollback
+
+    try:
+        rec = do_rollback(
+            _engine(), models_dir(), model, environment=env, by=by, reason=reason, to_version=to
+        )
+    except ValueError as exc:
+        raise _err(str(exc), EXIT_BAD_INPUT) from exc
+    typer.echo(f"recorded: {model} {rec['model_version']} live again in {env}")
+
+
+@app.command()
+def retire(
+    model: Annotated[str, typer.Argument()],
+    version: Annotated[str, typer.Argument()],
+    env: Env,
+    by: By,
+    reason: Reason,
+) -> None:
+    """Stop a shadow version (recorded)."""
+    from cds_service.lifecycle import retire_shadow
+
+    retire_shadow(_engine(), models_dir(), model, version, environment=env, by=by, reason=reason)
+    typer.echo(f"recorded: {model} {version} retired in {env}")
+
+
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain of the deployment records."""
+    from cds_service.deployments import all_records, verify_chain
+
+    engine = _engine()
+    problems = verify_chain(engine)
+    if problems:
+        for problem in problems:
+            typer.echo(problem)
+        raise _err(f"deployment chain broken ({len(problems)} problem(s))", EXIT_CHAIN)
+    typer.echo(f"deployment chain intact ({len(all_records(engine))} records)")
+
+
+@app.command()
+def outcomes(
+    export: Annotated[Path, typer.Option(help="FHIR Bulk export with the outcome encounters.")],
+) -> None:
+    """Derive outcomes for audited cards from a FHIR export (keyed by audit pseudonyms)."""
+    from cds_service.audit import AuditWriter
+    from cds_service.outcomes import derive_outcomes
+    from cds_service.settings import Settings
+    from cds_service.spool import Spool
+
+    settings = Settings()
+    engine = _engine()
+    writer = AuditWriter(engine, Spool(settings.spool_dir))
+    stats = derive_outcomes(engine, writer, models_dir(), export, settings.effective_pseudonym_key)
+    typer.echo(
+        f"cards considered {stats.cards_considered}, outcomes written {stats.outcomes_written}, "
+        f"window still open {stats.window_still_open}, positives {stats.by_label}"
+    )
 
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)

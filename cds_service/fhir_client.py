@@ -75,6 +75,8 @@ class FhirClient:
                 )
                 if attempt >= self._retries:
                     raise error from exc
+            except (httpx.RequestError, httpx.InvalidURL) as exc:  # bad encoding, bad URL: final
+                raise FhirFetchError(f"FHIR request failed ({type(exc).__name__})") from exc
             else:
                 if response.status_code not in TEMPORARY_STATUSES or attempt >= self._retries:
                     return response
@@ -84,8 +86,11 @@ class FhirClient:
     async def fetch(self, base_url: str, query: str, token: str | None) -> FetchResult:
         """Run a read or search relative to ``base_url``; follow paging up to the bounds."""
         base = base_url.rstrip("/") + "/"
-        url: str | None = urljoin(base, query)
-        origin = _origin(base)
+        try:
+            url: str | None = urljoin(base, query)
+            origin = _origin(base)
+        except ValueError as exc:  # e.g. an unbalanced IPv6 bracket
+            raise FhirFetchError("fhirServer is not a usable URL") from exc
         result = FetchResult()
         while url is not None:
             response = await self._get(url, token)
@@ -121,8 +126,12 @@ class FhirClient:
                 return result
             url = flat.next_links[0] if flat.next_links else None
             if url is not None:
-                url = urljoin(base, url)
-                if _origin(url) != origin:
+                try:
+                    url = urljoin(base, url)
+                    foreign = _origin(url) != origin
+                except ValueError as exc:
+                    raise FhirFetchError("FHIR paging link is not a valid URL") from exc
+                if foreign:
                     raise FhirFetchError("FHIR paging link points to another server")
                 if result.pages >= self._max_pages:
                     result.truncated = True

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cds_service.hook_defs import HOOK_CONTEXT
@@ -16,10 +18,25 @@ _REFERENCE = re.compile(
     r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$"
 )
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 USER_TYPES = {
     "patient-view": {"Practitioner", "PractitionerRole", "Patient", "RelatedPerson"},
     "encounter-start": {"Practitioner", "PractitionerRole"},
 }
+
+
+def _usable_base_url(value: str) -> bool:
+    """An http(s) URL that the standard library and httpx both parse (host, port in range,
+    no control characters), so that the fallback can never fail on the URL itself."""
+    if not re.match(r"^https?://[^\s/]+", value) or _CONTROL.search(value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError when out of range)
+        httpx.URL(value)
+    except (ValueError, httpx.InvalidURL):
+        return False
+    return bool(parts.hostname)
 
 
 class RequestError(ValueError):
@@ -55,10 +72,18 @@ class HookRequest(BaseModel):
     prefetch: dict[str, Any] | None = None
     extension: dict[str, Any] | None = None
 
+    @field_validator("hookInstance")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        # stored in the audit table: PostgreSQL text cannot hold NUL, logs must not split lines
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value
+
     @field_validator("fhirServer")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+        if value is not None and not _usable_base_url(value):
             raise ValueError("fhirServer must be an http(s) URL")
         return value
 

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     jwt_max_lifetime_seconds: int = 3600
     jwks_min_refresh_seconds: float = 30.0
     cors_origins: str = ""
+    deployment_refresh_seconds: float = 5.0
+    allow_simulated_time: bool = False
     hooks_dir: Path = Field(default_factory=hooks_dir)
     models_dir: Path = Field(default_factory=models_dir)
     spool_dir: Path = Field(default_factory=lambda: data_dir() / "spool")
@@ -60,6 +62,8 @@ class Settings(BaseSettings):
                 )
             if len(self.pseudonym_key) < 16:
                 raise ValueError("CDS_PSEUDONYM_KEY must be at least 16 characters")
+            if self.allow_simulated_time:
+                raise ValueError("CDS_ALLOW_SIMULATED_TIME is only allowed in development")
             if self.auth_disabled:
                 env = self.environment.value
                 raise ValueError(f"CDS_AUTH_DISABLED is only allowed in development, not {env}")

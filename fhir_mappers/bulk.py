@@ -45,10 +45,10 @@ class TableStats:
     export_sha256: str = ""
 
 
-def export_files(export_dir: Path) -> list[Path]:
+def export_files(export_dir: Path, resource_types: tuple[str, ...] = RESOURCE_TYPES) -> list[Path]:
     """The NDJSON files of an export, per type, in a stable order (the bulk manifest's names)."""
     files: list[Path] = []
-    for rtype in RESOURCE_TYPES:
+    for rtype in resource_types:
         files.extend(sorted(export_dir.glob(f"{rtype}*.ndjson")))
     return files
 
@@ -114,24 +114,22 @@ def _patients_in(shard: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         yield pid, grouped.pop(pid)
 
 
-def iter_rows(
+def partition_export(
     export_dir: Path,
-    spec: ModelSpec,
     stats: TableStats,
     *,
+    resource_types: tuple[str, ...] = RESOURCE_TYPES,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     progress: bool = False,
-    keep_missing_required: bool = False,
-) -> Iterator[dict[str, Any]]:
-    """Yield one row per index event: meta columns, feature values (None = missing), label."""
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Yield (patient id, that patient's de-duplicated resources), one shard in memory at a time."""
     from tqdm import tqdm
 
-    files = export_files(export_dir)
+    files = export_files(export_dir, resource_types)
     if not files:
-        raise FileNotFoundError(f"no *.ndjson files of types {RESOURCE_TYPES} in {export_dir}")
+        raise FileNotFoundError(f"no *.ndjson files of types {resource_types} in {export_dir}")
     total = sum(p.stat().st_size for p in files)
     shards = max(1, math.ceil(total / shard_bytes))
-    names = spec.feature_names
     with tempfile.TemporaryDirectory(prefix="cds-bulk-") as tmp:
         with tqdm(
             total=total, unit="B", unit_scale=True, desc="partition", disable=not progress
@@ -143,29 +141,46 @@ def iter_rows(
                 resources, duplicates = dedupe(duplicated)
                 if duplicates:
                     stats.warnings["duplicate_resource"] += duplicates
-                events = index_events(resources, spec)
-                if not events:
-                    continue
-                facts = normalize(resources, spec)
-                stats.warnings.update(facts.warnings)
-                for event in events:
-                    extraction = aggregate(facts, event.index_time, spec)
-                    if not keep_missing_required and extraction.missing_required(spec):
-                        stats.dropped_missing_required += 1
-                        continue
-                    label = label_for(resources, event, spec.label)
-                    stats.rows += 1
-                    stats.positives += label
-                    row: dict[str, Any] = {
-                        "patient_id": pid,
-                        "index_time": extraction.index_time.isoformat(),
-                        "anchor": event.anchor_ref,
-                    }
-                    for name in names:
-                        row[name] = extraction.values[name]
-                    row[spec.label.name] = label
-                    yield row
+                yield pid, resources
             shard.unlink()
+
+
+def iter_rows(
+    export_dir: Path,
+    spec: ModelSpec,
+    stats: TableStats,
+    *,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    progress: bool = False,
+    keep_missing_required: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Yield one row per index event: meta columns, feature values (None = missing), label."""
+    names = spec.feature_names
+    for pid, resources in partition_export(
+        export_dir, stats, shard_bytes=shard_bytes, progress=progress
+    ):
+        events = index_events(resources, spec)
+        if not events:
+            continue
+        facts = normalize(resources, spec)
+        stats.warnings.update(facts.warnings)
+        for event in events:
+            extraction = aggregate(facts, event.index_time, spec)
+            if not keep_missing_required and extraction.missing_required(spec):
+                stats.dropped_missing_required += 1
+                continue
+            label = label_for(resources, event, spec.label)
+            stats.rows += 1
+            stats.positives += label
+            row: dict[str, Any] = {
+                "patient_id": pid,
+                "index_time": extraction.index_time.isoformat(),
+                "anchor": event.anchor_ref,
+            }
+            for name in names:
+                row[name] = extraction.values[name]
+            row[spec.label.name] = label
+            yield row
 
 
 def write_training_table(
