@@ -23,7 +23,7 @@ from cds_service.lifecycle import PromotionRefused, promote, rollback
 from cds_service.synth import generate_cohort
 from cds_service.training import train_model
 from tests.conftest import MODELS_DIR, REPO_ROOT
-from tests.service.conftest import NOW, BACKENDS, Database, make_settings, new_database
+from tests.service.conftest import BACKENDS, NOW, Database, make_settings, new_database
 from tests.service.server import ServerThread
 
 MODEL = "ed-admission"
