@@ -17,6 +17,7 @@ import respx
 import sqlalchemy as sa
 
 from cds_service.app import create_app
+from cds_service.db_models import CardAudit
 from cds_service.deployments import all_records, verify_chain
 from cds_service.examples import ed_case, ed_prefetch, hook_body
 from cds_service.lifecycle import PromotionRefused, promote, rollback
@@ -136,18 +137,7 @@ def test_production_requires_a_run_in_acceptance(world: World) -> None:
         for i in range(200)
     ]
     with world.db.engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO card_audit (card_uuid, hook_instance, service_id, hook, model_name, "
-                "model_version, artifact_sha256, environment, role, shown, card_kind, "
-                "patient_pseudonym, requested_at, risk, latency_ms, features, missing_features, "
-                "inputs, mapper_warnings, summary) VALUES (:card_uuid, :hook_instance, :service_id, "
-                ":hook, :model_name, :model_version, :artifact_sha256, :environment, :role, :shown, "
-                ":card_kind, :patient_pseudonym, :requested_at, :risk, :latency_ms, :features, "
-                ":missing_features, :inputs, :mapper_warnings, :summary)"
-            ),
-            rows,
-        )
+        conn.execute(CardAudit.__table__.insert(), rows)  # type: ignore[attr-defined]
     assert _promote(world, "2.0.0", env="production")["environment"] == "production"
 
 
