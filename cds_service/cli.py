@@ -416,6 +416,91 @@ def outcomes(
     )
 
 
+@app.command()
+def monitor(
+    days: Annotated[int, typer.Option(help="Monitor the last N days.")] = 7,
+    window_hours: Annotated[
+        float | None, typer.Option(help="Split into windows of H hours (default: one window).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End (ISO 8601, default now).")] = None,
+) -> None:
+    """Compute volume, drift, performance, calibration, subgroups, feedback and shadow agreement
+    into SQL; threshold breaches become alerts."""
+    from datetime import UTC, datetime, timedelta
+
+    from cds_service.monitoring import run_monitoring
+
+    end = datetime.fromisoformat(until) if until else datetime.now(UTC)
+    if end.tzinfo is None:
+        raise _err("--until needs a UTC offset", EXIT_BAD_INPUT)
+    window = timedelta(hours=window_hours) if window_hours else None
+    report = run_monitoring(
+        _engine(),
+        models_dir(),
+        window_start=end - timedelta(days=days),
+        window_end=end,
+        window=window,
+    )
+    typer.echo(report.summary())
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="Base URL of the running service.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    days: Annotated[int, typer.Option(help="Simulated days.")] = 28,
+    shift: Annotated[str, typer.Option(help="none | lactate-unit | population")] = "none",
+    shift_day: Annotated[int, typer.Option(help="Inject the shift from this day on.")] = 14,
+    patients: Annotated[int, typer.Option(help="Synthetic ED cohort size.")] = 20000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic cohort.")] = 20261123,
+    sign: Annotated[bool, typer.Option(help="Sign calls with the local key (keys init).")] = True,
+) -> None:
+    """Replay synthetic ED visits as signed calls over simulated days, post feedback, derive
+    outcomes and run the monitor (the service needs CDS_ALLOW_SIMULATED_TIME=true)."""
+    from cds_service.audit import AuditWriter
+    from cds_service.settings import Settings
+    from cds_service.signing import LOCAL_ISSUER, load_private_key
+    from cds_service.signing import sign as sign_token
+    from cds_service.simulate import run_simulation
+    from cds_service.spool import Spool
+
+    settings = Settings()
+    signer = None
+    if sign:
+        if not _local_key_path().is_file():
+            raise _err("no local key: run `cds-service keys init` (or --no-sign)", EXIT_BAD_INPUT)
+        key = load_private_key(_local_key_path())
+
+        def signer(aud: str) -> str:
+            return sign_token(key, iss=LOCAL_ISSUER, aud=aud)
+
+    engine = _engine()
+    report = run_simulation(
+        base_url=url,
+        public_base_url=settings.public_base_url,
+        engine=engine,
+        writer=AuditWriter(engine, Spool(settings.spool_dir)),
+        models_root=models_dir(),
+        pseudonym_key=settings.effective_pseudonym_key,
+        workdir=data_dir() / "simulation",
+        sign=signer,
+        days=days,
+        shift=shift,
+        shift_day=shift_day,
+        cohort_patients=patients,
+        seed=seed,
+    )
+    typer.echo(
+        f"calls {report.calls} {report.status_counts}, cards {report.cards}, "
+        f"feedback {report.feedback}"
+    )
+    if report.outcomes:
+        typer.echo(f"outcomes written {report.outcomes.outcomes_written}")
+    typer.echo(report.monitor_summary)
+    typer.echo("drift alerts: " + (", ".join(report.drift_alerts) or "none"))
+
+
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cds_service.audit import AuditWriter
+from cds_service.db_models import CardAudit, Outcome
 from cds_service.pseudonym import pseudonym
 from fhir_mappers.bulk import TableStats, export_files, partition_export
 from fhir_mappers.events import IndexEvent, index_events, label_for
@@ -50,14 +51,17 @@ def export_time(export_dir: Path) -> datetime | None:
 
 
 def _cards_by_pseudonym(engine: Engine) -> dict[str, list[tuple[str, str, datetime]]]:
-    sql = sa.text(
-        "SELECT c.card_uuid, c.patient_pseudonym, c.model_name, c.requested_at FROM card_audit c "
-        "WHERE c.card_kind = 'risk' AND NOT EXISTS (SELECT 1 FROM outcomes o "
-        "WHERE o.card_uuid = c.card_uuid)"
+    cards: sa.Table = CardAudit.__table__  # type: ignore[attr-defined]
+    outcomes: sa.Table = Outcome.__table__  # type: ignore[attr-defined]
+    query = sa.select(
+        cards.c.card_uuid, cards.c.patient_pseudonym, cards.c.model_name, cards.c.requested_at
+    ).where(
+        cards.c.card_kind == "risk",
+        ~sa.exists().where(outcomes.c.card_uuid == cards.c.card_uuid),
     )
     out: dict[str, list[tuple[str, str, datetime]]] = {}
     with engine.connect() as conn:
-        for card_uuid, pseudo, model, requested in conn.execute(sql):
+        for card_uuid, pseudo, model, requested in conn.execute(query):
             out.setdefault(pseudo, []).append((card_uuid, model, _aware(requested)))
     return out
 
