@@ -28,6 +28,7 @@ from starlette.background import BackgroundTask
 from cds_service.audit import AuditWriter
 from cds_service.auth import Authenticator, AuthError, Caller
 from cds_service.cards import CardModelInfo, missing_input_card, risk_card
+from cds_service.dashboard import routes as dashboard_routes
 from cds_service.db import make_engine, upgrade
 from cds_service.errors import ServiceError, error_response, json_response
 from cds_service.feedback import parse_feedback
@@ -47,9 +48,11 @@ from cds_service.request_model import (
     request_body_schema,
 )
 from cds_service.settings import Settings
+from cds_service.smart import routes as smart_routes
 from cds_service.spool import Spool
 from cds_service.telemetry import tracer
 from cds_service.trusted_callers import load_trusted_callers
+from cds_service.web_sessions import SessionStore
 from fhir_mappers.extract import Extraction, extract
 from fhir_mappers.units import DEFAULT_CONVERTER
 
@@ -73,6 +76,8 @@ class ServiceState:
         http: httpx.AsyncClient,
         clock: Clock,
         authenticator: Authenticator | None,
+        sessions: SessionStore | None = None,
+        web_http: httpx.AsyncClient | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -81,6 +86,10 @@ class ServiceState:
         self.http = http
         self.clock = clock
         self.authenticator = authenticator
+        # For the dashboard (OIDC) and the SMART app: server-side sessions, and an HTTP client
+        # for identity providers and FHIR servers the browser flows talk to.
+        self.sessions = sessions
+        self.web_http = web_http
 
     async def caller(self, request: Request, *paths: str) -> Caller | None:
         """Verify the JWT for this endpoint (audience = the exact URL called)."""
@@ -202,7 +211,20 @@ def create_app(
             timeout=httpx.Timeout(3.0), transport=jwks_transport, follow_redirects=False
         )
         authenticator = build_authenticator(settings, engine, key_http, clock)
-        app.state.cds = ServiceState(settings, registry, writer, fhir, http, clock, authenticator)
+        web_http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.fhir_timeout_seconds), follow_redirects=False
+        )
+        app.state.cds = ServiceState(
+            settings,
+            registry,
+            writer,
+            fhir,
+            http,
+            clock,
+            authenticator,
+            SessionStore(engine),
+            web_http,
+        )
         await anyio.to_thread.run_sync(writer.replay)
         env_name = settings.environment.value
         await anyio.to_thread.run_sync(registry.refresh_deployments, engine, env_name)
@@ -235,6 +257,7 @@ def create_app(
                 stop.set()
         await http.aclose()
         await key_http.aclose()
+        await web_http.aclose()
         await anyio.to_thread.run_sync(writer.replay)
         engine.dispose()
 
@@ -253,6 +276,9 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
+
+    app.include_router(dashboard_routes.router)
+    app.include_router(smart_routes.router)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> Response:
@@ -528,7 +554,13 @@ async def _handle_call(st: ServiceState, service_id: str, request: Request, span
     cards: list[dict[str, Any]] = []
     if missing_required:
         card = missing_input_card(
-            hook_def, info, extraction, card_uuid=card_uuid, model_card_url=url, environment=env
+            hook_def,
+            info,
+            extraction,
+            card_uuid=card_uuid,
+            model_card_url=url,
+            environment=env,
+            smart_launch_url=f"{st.settings.public_base_url}/smart/launch",
         )
         kind = "no-risk"
         if hook_def.card.on_missing_required == "card":
@@ -548,6 +580,7 @@ async def _handle_call(st: ServiceState, service_id: str, request: Request, span
             model_card_url=url,
             environment=env,
             top_factors=st.settings.top_factors,
+            smart_launch_url=f"{st.settings.public_base_url}/smart/launch",
         )
         kind = "risk"
         cards.append(card)

@@ -7,6 +7,7 @@ reasons with a display. When required inputs are missing, the card says so and s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +100,9 @@ def _footer(model: CardModelInfo, environment: str) -> str:
     )
 
 
-def _common(hook_def: HookDefinition, card_uuid: str, model_card_url: str) -> dict[str, Any]:
+def _common(
+    hook_def: HookDefinition, card_uuid: str, model_card_url: str, smart_launch_url: str = ""
+) -> dict[str, Any]:
     card: dict[str, Any] = {"uuid": card_uuid}
     card["source"] = _source(hook_def, model_card_url)
     if hook_def.card.override_reasons:
@@ -108,6 +111,18 @@ def _common(hook_def: HookDefinition, card_uuid: str, model_card_url: str) -> di
             for r in hook_def.card.override_reasons
         ]
     card["links"] = [{"label": "Model card", "url": model_card_url, "type": "absolute"}]
+    if smart_launch_url:
+        card["links"].insert(
+            0,
+            {
+                "label": "Open risk details (app)",
+                "url": smart_launch_url,
+                "type": "smart",
+                "appContext": json.dumps(
+                    {"card": card_uuid, "service": hook_def.id}, separators=(",", ":")
+                ),
+            },
+        )
     return card
 
 
@@ -121,6 +136,7 @@ def risk_card(
     model_card_url: str,
     environment: str,
     top_factors: int = 5,
+    smart_launch_url: str = "",
 ) -> tuple[dict[str, Any], str]:
     """The card and its band name."""
     band = hook_def.band_for(prediction.risk)
@@ -143,7 +159,7 @@ def risk_card(
         "summary": summary,
         "indicator": band.indicator,
         "detail": "\n".join(detail),
-        **_common(hook_def, card_uuid, model_card_url),
+        **_common(hook_def, card_uuid, model_card_url, smart_launch_url),
     }
     return card, band.name
 
@@ -156,6 +172,7 @@ def missing_input_card(
     card_uuid: str,
     model_card_url: str,
     environment: str,
+    smart_launch_url: str = "",
 ) -> dict[str, Any]:
     required = extraction.missing_required(model.spec)
     labels = ", ".join(model.spec.feature(n).label for n in required)
@@ -171,5 +188,5 @@ def missing_input_card(
         "summary": _truncate(hook_def.card.missing_summary),
         "indicator": "info",
         "detail": "\n".join(detail),
-        **_common(hook_def, card_uuid, model_card_url),
+        **_common(hook_def, card_uuid, model_card_url, smart_launch_url),
     }

@@ -161,3 +161,16 @@ class Alert(SQLModel, table=True):
     threshold: float | None = None
     severity: str = Field(max_length=16)
     message: str = Field(sa_type=sa.Text)
+
+
+class WebSession(SQLModel, table=True):
+    """A browser session: the cookie holds a random id, the row holds its sha256 and the data
+    (OAuth tokens included), so tokens never reach the browser and any replica can serve it."""
+
+    __tablename__ = "web_sessions"
+
+    session_hash: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=16)
+    data: str = Field(sa_type=sa.Text)
+    created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), index=True)

@@ -6,6 +6,7 @@ makes storing it idempotent.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,13 +18,24 @@ MAX_ITEMS = 100
 MAX_COMMENT = 2000
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _str(item: dict[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
     value = item.get(key)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value:
         raise ServiceError(400, f"{where}.{key} must be a non-empty string")
+    if _CONTROL.search(value):
+        raise ServiceError(400, f"{where}.{key} must not contain control characters")
     return value
+
+
+def _no_nul(value: Any, where: str) -> None:
+    """PostgreSQL text cannot hold NUL: such a row would fail on every replay of the spool."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ServiceError(400, f"{where} must not contain NUL characters")
 
 
 def parse_feedback(body: Any, service_id: str, received_at: datetime) -> list[dict[str, Any]]:
@@ -65,10 +77,13 @@ def parse_feedback(body: Any, service_id: str, received_at: datetime) -> list[di
             if raw is not None:
                 if not isinstance(raw, dict) or not isinstance(raw.get("code"), str):
                     raise ServiceError(400, f"{where}.overrideReason.reason must be a Coding")
+                for part in ("system", "code", "display"):
+                    _no_nul(raw.get(part), f"{where}.overrideReason.reason.{part}")
                 coding = raw
             text = reason.get("userComment")
             if text is not None and not isinstance(text, str):
                 raise ServiceError(400, f"{where}.overrideReason.userComment must be a string")
+            _no_nul(text, f"{where}.overrideReason.userComment")
             comment = text[:MAX_COMMENT] if text else None
         rows.append(
             {

@@ -120,11 +120,11 @@ def parse_request(body: Any, served_hook: str) -> HookRequest:
         if not isinstance(value, str):
             raise RequestError(f"context.{name} must be a string")
         if name == "userId":
-            match = _REFERENCE.match(value)
+            match = _REFERENCE.fullmatch(value)
             if match is None or match.group(1) not in USER_TYPES[served_hook]:
                 allowed = sorted(USER_TYPES[served_hook])
                 raise RequestError(f"context.userId must be a reference to one of {allowed}")
-        elif not _FHIR_ID.match(value):
+        elif not _FHIR_ID.fullmatch(value):
             raise RequestError(f"context.{name} must be a FHIR id")
     if request.extension is not None and not isinstance(request.extension, dict):
         raise RequestError("extension must be a JSON object")

@@ -41,6 +41,22 @@ class Settings(BaseSettings):
     jwks_min_refresh_seconds: float = 30.0
     cors_origins: str = ""
     deployment_refresh_seconds: float = 5.0
+    # Dashboard sign-in (OpenID Connect); the role claim/value grants the quality-team view.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    dashboard_role_claim: str = "groups"
+    dashboard_role_value: str = "quality-team"
+    dashboard_dev_user: str | None = None
+    session_lifetime_seconds: int = 8 * 3600
+    cookie_secure: bool = False
+    # SMART App Launch (EHR launch) of the detail app linked from the cards.
+    smart_client_id: str = "cds-risk-smart-app"
+    smart_client_secret: str | None = None
+    smart_scopes: str = (
+        "launch openid fhirUser patient/Patient.read patient/Observation.read "
+        "patient/Encounter.read patient/Condition.read"
+    )
     allow_simulated_time: bool = False
     hooks_dir: Path = Field(default_factory=hooks_dir)
     models_dir: Path = Field(default_factory=models_dir)
@@ -62,6 +78,8 @@ class Settings(BaseSettings):
                 )
             if len(self.pseudonym_key) < 16:
                 raise ValueError("CDS_PSEUDONYM_KEY must be at least 16 characters")
+            if self.dashboard_dev_user:
+                raise ValueError("CDS_DASHBOARD_DEV_USER is only allowed in development")
             if self.allow_simulated_time:
                 raise ValueError("CDS_ALLOW_SIMULATED_TIME is only allowed in development")
             if self.auth_disabled:

@@ -79,7 +79,10 @@ def test_encounter_start_with_full_prefetch_returns_risk_card_and_audit_row(svc:
     assert card["source"]["url"] == f"{PUBLIC_BASE}/models/ed-admission/1.0.0"
     assert card["source"]["topic"]["code"] == "ed-admission-risk"
     assert all(reason["display"] for reason in card["overrideReasons"])
-    assert card["links"][0]["type"] == "absolute"
+    smart, model_card = card["links"]
+    assert smart["type"] == "smart" and smart["url"] == f"{PUBLIC_BASE}/smart/launch"
+    assert json.loads(smart["appContext"]) == {"card": card["uuid"], "service": ED}
+    assert model_card["type"] == "absolute" and "appContext" not in model_card
     timing = r.headers["server-timing"]
     for stage in ("parse", "map", "predict", "explain", "card", "audit"):
         assert f"{stage};dur=" in timing

@@ -1,0 +1,1 @@
+"""Quality-team dashboard (`/dashboard`), behind OpenID Connect sign-in."""

@@ -1,0 +1,1 @@
+"""SMART on FHIR app (EHR launch) opened from the risk card."""
