@@ -1,5 +1,5 @@
-"""Service latency benchmark: the real server, ED encounter-start calls with a 200-Observation
-prefetch, the audit row committed on every call.
+"""Service latency benchmark: the real server, signed ED encounter-start calls (ES384 JWTs, each
+with its own jti) with a 200-Observation prefetch, the audit row committed on every call.
 
 Two measurements per worker count:
 1. sequential calls from one client, reading the server's own ``Server-Timing`` header: server-side
@@ -10,6 +10,7 @@ Two measurements per worker count:
 Prints figures; asserts nothing. Targets loopback only and is bounded in time.
 
     python3 bench/service_latency.py [--workers 1 2] [--seconds 10] [--database-url URL]
+                                     [--shadow]   # also: with a shadow model, p99 compared
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import httpx
 from cds_service.examples import ed_case, ed_prefetch, hook_body, obs, searchset
 
 ROOT = Path(__file__).resolve().parents[1]
+ISSUER = "urn:cds-risk:bench"
 
 
 def free_port() -> int:
@@ -97,11 +99,15 @@ def start_server(workers: int, port: int, env: dict[str, str]) -> subprocess.Pop
     raise RuntimeError("server did not start")
 
 
-def sequential(url: str, body: bytes, n: int) -> dict[str, list[float]]:
+def sequential(url: str, body: bytes, n: int, tokens: list[str]) -> dict[str, list[float]]:
     stages: dict[str, list[float]] = {}
     with httpx.Client(timeout=10) as client:
         for i in range(n + 50):
-            r = client.post(url, content=body, headers={"content-type": "application/json"})
+            headers = {
+                "content-type": "application/json",
+                "authorization": f"Bearer {tokens[i % len(tokens)]}",
+            }
+            r = client.post(url, content=body, headers=headers)
             r.raise_for_status()
             if i < 50:  # warm-up
                 continue
@@ -111,7 +117,10 @@ def sequential(url: str, body: bytes, n: int) -> dict[str, list[float]]:
     return stages
 
 
-def run_wrk(url: str, body_file: Path, seconds: int, connections: int) -> str | None:
+def run_wrk(
+    url: str, body_file: Path, tokens_file: Path, seconds: int, connections: int
+) -> str | None:
+    """wrk posts the body with a fresh pre-signed token per request (no jti is reused)."""
     if shutil.which("wrk") is None:
         return None
     script = body_file.with_suffix(".lua")
@@ -119,6 +128,14 @@ def run_wrk(url: str, body_file: Path, seconds: int, connections: int) -> str | 
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
+        "local tokens = {}\n"
+        f'for line in io.lines("{tokens_file}") do tokens[#tokens + 1] = line end\n'
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i + 1\n"
+        '  wrk.headers["Authorization"] = "Bearer " .. tokens[(i % #tokens) + 1]\n'
+        "  return wrk.format()\n"
+        "end\n"
     )
     out = subprocess.run(
         [
@@ -142,6 +159,56 @@ def run_wrk(url: str, body_file: Path, seconds: int, connections: int) -> str | 
     return out.stdout
 
 
+def prepare(tmp: Path, port: int, shadow: bool) -> tuple[dict[str, str], object]:
+    """Models (optionally with a shadow copy deployed), a trusted local key, the environment."""
+    from cds_service.signing import generate_key, public_jwks
+
+    models = Path(tmp) / "models"
+    shutil.copytree(ROOT / "models", models)
+    key = generate_key("ES384")
+    callers = Path(tmp) / "callers.json"
+    callers.write_text(json.dumps([{"iss": ISSUER, "jwks": public_jwks(key), "fhir_servers": []}]))
+    env = dict(
+        os.environ,
+        CDS_DATA_DIR=tmp,
+        CDS_MODELS_DIR=str(models),
+        CDS_TRUSTED_ISSUERS=str(callers),
+        CDS_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    if shadow:
+        # A byte-identical copy under another version: the cost of shadow scoring, not its value.
+        shutil.copytree(models / "ed-admission" / "1.0.0", models / "ed-admission" / "1.0.0-shadow")
+        from cds_service.db import make_engine, upgrade
+        from cds_service.deployments import append_record
+
+        url = env.get("CDS_DATABASE_URL") or f"sqlite:///{tmp}/cds.sqlite3"
+        engine = make_engine(url)
+        upgrade(engine)
+        manifest = json.loads((models / "ed-admission" / "1.0.0" / "manifest.json").read_text())
+        append_record(
+            engine,
+            {
+                "model_name": "ed-admission",
+                "model_version": "1.0.0-shadow",
+                "artifact_sha256": manifest["artifact"]["sha256"],
+                "environment": "development",
+                "role": "shadow",
+                "action": "promote",
+                "decided_by": "bench",
+                "reason": "benchmark of shadow scoring cost",
+                "evidence": "{}",
+            },
+        )
+        engine.dispose()
+    return env, key
+
+
+def tokens_for(key: object, aud: str, n: int) -> list[str]:
+    from cds_service.signing import sign
+
+    return [sign(key, iss=ISSUER, aud=aud, lifetime=3000) for _ in range(n)]  # type: ignore[arg-type]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -149,24 +216,26 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--sequential", type=int, default=1000)
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp folder")
+    parser.add_argument("--shadow", action="store_true", help="also run with a shadow model")
     args = parser.parse_args()
     body = json.dumps(request_body(datetime.now(UTC))).encode()
     n_obs = len(json.loads(body)["prefetch"]["observations"]["entry"])
-    print(f"request: encounter-start, ed-admission, {n_obs} Observations, {len(body)} bytes")
-    for workers in args.workers:
+    print(f"request: signed encounter-start, ed-admission, {n_obs} Observations, {len(body)} bytes")
+    runs = [(w, False) for w in args.workers] + ([(1, True)] if args.shadow else [])
+    for workers, shadow in runs:
         with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:
-            env = dict(os.environ, CDS_DATA_DIR=tmp)
+            port = free_port()
+            env, key = prepare(Path(tmp), port, shadow)
             if args.database_url:
                 env["CDS_DATABASE_URL"] = args.database_url
-            port = free_port()
             proc = start_server(workers, port, env)
             try:
                 url = f"http://127.0.0.1:{port}/cds-services/ed-admission-risk"
-                stages = sequential(url, body, args.sequential)
-                print(
-                    f"\n== {workers} worker(s), database "
-                    f"{'SQLite' if not args.database_url else args.database_url.split('@')[-1]}"
-                )
+                tokens = tokens_for(key, url, args.sequential + 60)
+                stages = sequential(url, body, args.sequential, tokens)
+                where = "SQLite" if not args.database_url else args.database_url.split("@")[-1]
+                label = " with a shadow model" if shadow else ""
+                print(f"\n== {workers} worker(s){label}, database {where}")
                 print(f"server-side stages over {args.sequential} sequential calls (ms):")
                 print(f"  {'stage':<8} {'p50':>8} {'p99':>8} {'mean':>8}")
                 for name, values in stages.items():
@@ -176,23 +245,20 @@ def main() -> None:
                     )
                 body_file = Path(tmp) / "body.json"
                 body_file.write_bytes(body)
-                out = run_wrk(url, body_file, args.seconds, args.connections)
+                tokens_file = Path(tmp) / "tokens.txt"
+                n_tokens = max(2000, 1200 * args.seconds * workers)
+                tokens_file.write_text("\n".join(tokens_for(key, url, n_tokens)) + "\n")
+                out = run_wrk(url, body_file, tokens_file, args.seconds, args.connections)
                 if out is None:
                     print("wrk not installed: no throughput figure (apt-get install wrk)")
                 else:
-                    print(f"wrk, {args.connections} connections, {args.seconds} s:")
+                    print(
+                        f"wrk, {args.connections} connections, {args.seconds} s "
+                        f"({n_tokens} distinct tokens):"
+                    )
+                    keys = ("Requests/sec", "50%", "99%", "requests in", "Non-2xx", "Socket errors")
                     for line in out.splitlines():
-                        if any(
-                            k in line
-                            for k in (
-                                "Requests/sec",
-                                "50%",
-                                "99%",
-                                "requests in",
-                                "Non-2xx",
-                                "Socket errors",
-                            )
-                        ):
+                        if any(k in line for k in keys):
                             print("  " + line.strip())
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
