@@ -214,16 +214,9 @@ def create_app(
         web_http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.fhir_timeout_seconds), follow_redirects=False
         )
+        sessions = SessionStore(engine)
         app.state.cds = ServiceState(
-            settings,
-            registry,
-            writer,
-            fhir,
-            http,
-            clock,
-            authenticator,
-            SessionStore(engine),
-            web_http,
+            settings, registry, writer, fhir, http, clock, authenticator, sessions, web_http
         )
         await anyio.to_thread.run_sync(writer.replay)
         env_name = settings.environment.value
@@ -238,11 +231,17 @@ def create_app(
                     await anyio.to_thread.run_sync(registry.refresh_deployments, engine, env_name)
 
         async def replay_loop() -> None:
+            last_purge = time.monotonic()
             while not stop.is_set():
                 with anyio.move_on_after(settings.spool_replay_seconds):
                     await stop.wait()
                 if writer.spool.pending_files():
                     await anyio.to_thread.run_sync(writer.replay)
+                if time.monotonic() - last_purge > 300:  # expired jti and web sessions
+                    last_purge = time.monotonic()
+                    if authenticator is not None:
+                        await anyio.to_thread.run_sync(authenticator.purge_expired)
+                    await anyio.to_thread.run_sync(sessions.purge)
 
         # A full collection with these libraries loaded costs ~100 ms; freeze start-up objects
         # so they are never scanned again on the request path.
@@ -366,6 +365,7 @@ def create_app(
                 "environment": st.settings.environment.value,
                 "services": sorted(st.registry.services),
                 "spooled_audit_files": len(st.writer.spool.pending_files()),
+                "dead_letter_files": len(list(st.writer.spool.directory.glob("dead-letter-*"))),
             }
         )
 
@@ -403,7 +403,12 @@ def _request_time(st: ServiceState, call: Any) -> datetime:
                 ) from None
             if moment.tzinfo is None:
                 raise ServiceError(400, f"extension {SIMULATED_TIME_EXTENSION} needs an offset")
-            return moment.astimezone(UTC)
+            try:
+                return moment.astimezone(UTC)
+            except OverflowError:
+                raise ServiceError(
+                    400, f"extension {SIMULATED_TIME_EXTENSION} is out of range"
+                ) from None
     return st.clock()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from cds_service.db_models import CardAudit, CardFeedback, Outcome
 from cds_service.spool import Spool
@@ -43,6 +43,13 @@ def _from_json_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(out.get(col), str):
             out[col] = datetime.fromisoformat(out[col])
     return out
+
+
+def _permanent(exc: StatementError) -> bool:
+    """Bad data (the database will refuse it again), as opposed to an outage."""
+    if isinstance(exc, DataError | IntegrityError):
+        return not exc.connection_invalidated
+    return not isinstance(exc, DBAPIError)  # Python-side conversion of a value failed
 
 
 class AuditWriter:
@@ -81,9 +88,30 @@ class AuditWriter:
                 self.spool.append(table, _to_json_row(table, row))
             return False
 
-    def _write_replayed(self, table: str, rows: list[dict[str, Any]]) -> None:
-        with self.engine.begin() as conn:
-            self._insert_ignore(conn, table, [_from_json_row(table, r) for r in rows])
+    def _write_replayed(self, table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write spooled rows; returns those the database refuses for good (bad data, not an
+        outage), found by retrying one row at a time after a batch fails that way."""
+        try:
+            with self.engine.begin() as conn:
+                self._insert_ignore(conn, table, [_from_json_row(table, r) for r in rows])
+            return []
+        except StatementError as exc:
+            if not _permanent(exc):
+                raise
+        rejected = []
+        for row in rows:
+            try:
+                with self.engine.begin() as conn:
+                    self._insert_ignore(conn, table, [_from_json_row(table, row)])
+            except StatementError as exc:
+                if not _permanent(exc):
+                    raise
+                log.error(
+                    "audit row refused by the database, kept in dead-letter (%s)",
+                    type(exc).__name__,
+                )
+                rejected.append(row)
+        return rejected
 
     def replay(self) -> int:
         """Replay spooled rows; returns how many were written (0 while the database is down)."""

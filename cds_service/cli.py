@@ -187,6 +187,14 @@ def _local_key_path() -> Path:
     return data_dir() / "keys" / "local-signing-key.json"
 
 
+def _local_issuer() -> str:
+    """The issuer `keys init` registered the local key under (default: the built-in one)."""
+    from cds_service.signing import LOCAL_ISSUER
+
+    path = data_dir() / "keys" / "local-issuer.txt"
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else LOCAL_ISSUER
+
+
 @keys_app.command("init")
 def keys_init(
     iss: Annotated[str, typer.Option(help="Issuer of the local caller.")] = "",
@@ -204,6 +212,7 @@ def keys_init(
     settings = Settings()
     key = generate_key("ES384")
     save_private_key(key, _local_key_path())
+    (data_dir() / "keys" / "local-issuer.txt").write_text(issuer + "\n", encoding="utf-8")
     path = settings.trusted_issuers_path
     entries = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
     entries = [e for e in entries if e.get("iss") != issuer]
@@ -223,14 +232,14 @@ def token(
 ) -> None:
     """Print a JWT signed with the local key for one endpoint (audience = its full URL)."""
     from cds_service.settings import Settings
-    from cds_service.signing import LOCAL_ISSUER, load_private_key, sign
+    from cds_service.signing import load_private_key, sign
 
     if not _local_key_path().is_file():
         raise _err("no local key: run `cds-service keys init` first", EXIT_BAD_INPUT)
     settings = Settings()
     aud = settings.public_base_url + "/" + path.lstrip("/")
     typer.echo(
-        sign(load_private_key(_local_key_path()), iss=LOCAL_ISSUER, aud=aud, lifetime=lifetime)
+        sign(load_private_key(_local_key_path()), iss=_local_issuer(), aud=aud, lifetime=lifetime)
     )
 
 
@@ -246,7 +255,7 @@ def demo_call(
 
     from cds_service.examples import example_request
     from cds_service.settings import Settings
-    from cds_service.signing import LOCAL_ISSUER, load_private_key, sign
+    from cds_service.signing import load_private_key, sign
 
     if not _local_key_path().is_file():
         raise _err("no local key: run `cds-service keys init` first", EXIT_BAD_INPUT)
@@ -255,7 +264,7 @@ def demo_call(
     key = load_private_key(_local_key_path())
     with httpx.Client(timeout=10) as client:
         discovery_aud = settings.public_base_url + "/cds-services"
-        headers = {"Authorization": "Bearer " + sign(key, iss=LOCAL_ISSUER, aud=discovery_aud)}
+        headers = {"Authorization": "Bearer " + sign(key, iss=_local_issuer(), aud=discovery_aud)}
         try:
             listing = client.get(f"{base}/cds-services", headers=headers)
         except httpx.HTTPError as exc:
@@ -268,7 +277,7 @@ def demo_call(
             model = "post-mi-unplanned-visit" if "post-mi" in svc["id"] else "ed-admission"
             body = example_request(svc["id"], svc["hook"], model, datetime.now(UTC))
             aud = f"{settings.public_base_url}/cds-services/{svc['id']}"
-            headers = {"Authorization": "Bearer " + sign(key, iss=LOCAL_ISSUER, aud=aud)}
+            headers = {"Authorization": "Bearer " + sign(key, iss=_local_issuer(), aud=aud)}
             r = client.post(f"{base}/cds-services/{svc['id']}", json=body, headers=headers)
             typer.echo(f"{svc['id']}: HTTP {r.status_code}")
             if r.status_code == 200:
@@ -460,7 +469,7 @@ def simulate(
     outcomes and run the monitor (the service needs CDS_ALLOW_SIMULATED_TIME=true)."""
     from cds_service.audit import AuditWriter
     from cds_service.settings import Settings
-    from cds_service.signing import LOCAL_ISSUER, load_private_key
+    from cds_service.signing import load_private_key
     from cds_service.signing import sign as sign_token
     from cds_service.simulate import run_simulation
     from cds_service.spool import Spool
@@ -473,7 +482,7 @@ def simulate(
         key = load_private_key(_local_key_path())
 
         def signer(aud: str) -> str:
-            return sign_token(key, iss=LOCAL_ISSUER, aud=aud)
+            return sign_token(key, iss=_local_issuer(), aud=aud)
 
     engine = _engine()
     report = run_simulation(

@@ -64,6 +64,10 @@ def parse_feedback(body: Any, service_id: str, received_at: datetime) -> list[di
             ) from None
         if when.tzinfo is None:
             raise ServiceError(400, f"{where}.outcomeTimestamp must carry a UTC offset")
+        try:
+            when = when.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+14:00 has no UTC instant
+            raise ServiceError(400, f"{where}.outcomeTimestamp is out of range") from None
         accepted = item.get("acceptedSuggestions")
         if outcome == "accepted" and accepted is not None and not isinstance(accepted, list):
             raise ServiceError(400, f"{where}.acceptedSuggestions must be an array")
@@ -85,6 +89,10 @@ def parse_feedback(body: Any, service_id: str, received_at: datetime) -> list[di
                 raise ServiceError(400, f"{where}.overrideReason.userComment must be a string")
             _no_nul(text, f"{where}.overrideReason.userComment")
             comment = text[:MAX_COMMENT] if text else None
+        try:
+            suggestions = orjson.dumps(accepted or []).decode()
+        except orjson.JSONEncodeError:  # nested beyond orjson's 255 levels
+            raise ServiceError(400, f"{where}.acceptedSuggestions is nested too deeply") from None
         rows.append(
             {
                 "card_uuid": str(card)[:36],
@@ -98,8 +106,8 @@ def parse_feedback(body: Any, service_id: str, received_at: datetime) -> list[di
                     str(coding["display"])[:256] if coding.get("display") else None
                 ),
                 "user_comment": comment,
-                "accepted_suggestions": orjson.dumps(accepted or []).decode(),
-                "outcome_timestamp": when.astimezone(UTC),
+                "accepted_suggestions": suggestions,
+                "outcome_timestamp": when,
                 "received_at": received_at,
                 "channel": "cds-hooks",
             }

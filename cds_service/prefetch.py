@@ -124,6 +124,12 @@ async def resolve(
             continue
         if isinstance(result, BaseException):
             raise result
-        data.origin[key] = "fetched-not-found" if result.not_found else "fetched"
+        data.origin[key] = (
+            "fetched-not-found"
+            if result.not_found
+            else "fetched-truncated"
+            if result.truncated
+            else "fetched"
+        )
         _keep_patient(result.resources, patient_id, data)
     return data

@@ -26,8 +26,10 @@ USER_TYPES = {
 
 
 def _usable_base_url(value: str) -> bool:
-    """An http(s) URL that the standard library and httpx both parse (host, port in range,
-    no control characters), so that the fallback can never fail on the URL itself."""
+    """An http(s) base URL that the standard library and httpx both parse (host, port in range,
+    no control characters), so that the fallback can never fail on the URL itself; without
+    user info, query or fragment, so that what the trusted-callers allow-list compares is what
+    the fallback fetches from."""
     if not re.match(r"^https?://[^\s/]+", value) or _CONTROL.search(value):
         return False
     try:
@@ -35,6 +37,8 @@ def _usable_base_url(value: str) -> bool:
         parts.port  # noqa: B018 (raises ValueError when out of range)
         httpx.URL(value)
     except (ValueError, httpx.InvalidURL):
+        return False
+    if parts.query or parts.fragment or "@" in parts.netloc:
         return False
     return bool(parts.hostname)
 
@@ -84,7 +88,7 @@ class HookRequest(BaseModel):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not _usable_base_url(value):
-            raise ValueError("fhirServer must be an http(s) URL")
+            raise ValueError("fhirServer must be an http(s) base URL")
         return value
 
     @model_validator(mode="after")

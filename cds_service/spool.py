@@ -48,7 +48,7 @@ class Spool:
                 total += sum(1 for line in handle if line.strip())
         return total
 
-    def replay(self, write: Callable[[str, list[dict[str, Any]]], None]) -> int:
+    def replay(self, write: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]]) -> int:
         """Move each spool file aside, write its rows, delete it; on failure keep it for later."""
         replayed = 0
         with self._lock:
@@ -68,8 +68,23 @@ class Spool:
                     if line.strip():
                         entry = orjson.loads(line)
                         by_table.setdefault(entry["table"], []).append(entry["row"])
+            rejected: list[dict[str, Any]] = []
             for table, rows in by_table.items():
-                write(table, rows)  # raises while the database is still down: file stays
-                replayed += len(rows)
+                # raises while the database is still down: the file stays for the next try
+                bad = write(table, rows)
+                replayed += len(rows) - len(bad)
+                rejected += [{"table": table, "row": row} for row in bad]
+            if rejected:
+                self._dead_letter(rejected)
             path.unlink()
         return replayed
+
+    def _dead_letter(self, entries: list[dict[str, Any]]) -> None:
+        """Rows the database refuses for good (not for an outage) are kept aside, never dropped,
+        so that they cannot block the rows behind them."""
+        target = self.directory / f"dead-letter-{os.getpid()}-{time.time_ns()}.jsonl"
+        with target.open("wb") as handle:
+            for entry in entries:
+                handle.write(orjson.dumps(entry) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 MAX_BUNDLE_DEPTH = 4
+MAX_LIST_DEPTH = 4
 
 
 @dataclass(slots=True)
@@ -56,10 +57,13 @@ def flatten(items: Any) -> Flattened:
     return result
 
 
-def _walk(item: Any, result: Flattened, depth: int) -> None:
+def _walk(item: Any, result: Flattened, depth: int, lists: int = 0) -> None:
     if isinstance(item, list | tuple):
+        if lists >= MAX_LIST_DEPTH:  # lists of lists of ...: no FHIR shape, and no recursion
+            result.skipped += 1
+            return
         for sub in item:
-            _walk(sub, result, depth)
+            _walk(sub, result, depth, lists + 1)
         return
     if not isinstance(item, dict):
         result.skipped += 1
@@ -115,9 +119,19 @@ def _version_key(resource: dict[str, Any]) -> tuple[str, bytes]:
     updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
     try:
         canonical = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # integers beyond 64 bits and the like
-        canonical = json.dumps(resource, sort_keys=True, default=repr).encode()
+    except TypeError:  # integers beyond 64 bits, nesting beyond orjson's 255 levels
+        try:
+            canonical = json.dumps(resource, sort_keys=True, default=repr).encode()
+        except RecursionError:  # nested near the parser's limit: never preferred
+            canonical = b""
     return (updated if isinstance(updated, str) else "", canonical)
+
+
+def _differs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    try:
+        return a != b
+    except RecursionError:  # deeply nested copies: treat as different, let the key decide
+        return True
 
 
 def dedupe(resources: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
@@ -138,7 +152,11 @@ def dedupe(resources: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
             chosen[key] = res
             continue
         dropped += 1
-        if current is not res and current != res and _version_key(res) > _version_key(current):
+        if (
+            current is not res
+            and _differs(current, res)
+            and _version_key(res) > _version_key(current)
+        ):
             chosen[key] = res
     keep.extend(chosen.values())
     return keep, dropped

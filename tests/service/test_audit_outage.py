@@ -108,3 +108,48 @@ def test_postgres_outage_spools_and_replays(tmp_path: Path) -> None:
     finally:
         proxy.stop()
         db.close()
+
+
+def test_a_row_the_database_refuses_goes_to_dead_letter_and_does_not_block_others(
+    tmp_path: Path,
+) -> None:
+    from cds_service.audit import AuditWriter
+    from cds_service.spool import Spool
+
+    db = new_database("sqlite", tmp_path)
+    from cds_service.db import upgrade
+
+    upgrade(db.engine)
+    spool = Spool(tmp_path / "spool")
+    good = {
+        "card_uuid": "11111111-1111-1111-1111-111111111111",
+        "hook_instance": "h1",
+        "service_id": "s",
+        "hook": "patient-view",
+        "model_name": "m",
+        "model_version": "1",
+        "artifact_sha256": "a" * 64,
+        "environment": "development",
+        "role": "live",
+        "shown": True,
+        "card_kind": "risk",
+        "patient_pseudonym": "p" * 64,
+        "requested_at": NOW.isoformat(),
+        "risk": 0.2,
+        "latency_ms": 1.0,
+        "features": "{}",
+        "missing_features": "[]",
+        "inputs": "{}",
+        "mapper_warnings": "{}",
+        "summary": "s",
+    }
+    bad = dict(good, card_uuid="22222222-2222-2222-2222-222222222222", latency_ms=None)
+    spool.append("card_audit", bad)
+    spool.append("card_audit", good)
+    writer = AuditWriter(db.engine, spool)
+    assert writer.replay() == 1
+    assert _count(db, good["card_uuid"]) == 1
+    assert not list((tmp_path / "spool").glob("audit-*.jsonl"))
+    dead = list((tmp_path / "spool").glob("dead-letter-*.jsonl"))
+    assert dead and bad["card_uuid"] in dead[0].read_text()
+    db.close()
