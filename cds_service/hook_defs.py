@@ -98,9 +98,20 @@ def check_template(template: str, hook: str, where: str) -> None:
             )
 
 
+# FHIR's `code` search matches Observation.code only, not component codes: ask for the panel
+# too when a feature reads a component (vital-signs profile: blood pressure 85354-9).
+PANELS_OF_COMPONENTS = {
+    "http://loinc.org|8480-6": "http://loinc.org|85354-9",
+    "http://loinc.org|8462-4": "http://loinc.org|85354-9",
+}
+
+
 def _expand(template: str, spec: ModelSpec) -> str:
     """Load-time macros so templates need not repeat the codes the feature spec already lists."""
     obs_codes = sorted({c for f in spec.features if f.source == "observation" for c in f.codes})
+    obs_codes = sorted(
+        set(obs_codes) | {PANELS_OF_COMPONENTS[c] for c in obs_codes if c in PANELS_OF_COMPONENTS}
+    )
     cond_codes = sorted({c for f in spec.features if f.source == "condition" for c in f.codes})
     return template.replace("$observation_codes", ",".join(obs_codes)).replace(
         "$condition_codes", ",".join(cond_codes)
