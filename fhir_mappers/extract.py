@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_mappers.facts import Fact, PatientFacts, normalize
@@ -166,9 +166,12 @@ def aggregate(pf: PatientFacts, index_time: datetime, spec: ModelSpec) -> Extrac
             in_window = _in_window(pf.facts[i], lo, hi)
             value, used, reason = _aggregate(feat, in_window, index_time)
             if value is None and not in_window:
-                earlier = [f for f in pf.facts[i] if f.time <= lo]
+                earlier = [f.time for f in pf.facts[i] if f.time <= lo]
+                skipped = pf.before[i] if pf.before else None
+                if skipped is not None:
+                    earlier.append(skipped)
                 if earlier:
-                    reason = f"stale: last value {_iso(earlier[-1].time)}, before the window"
+                    reason = f"stale: last value {_iso(max(earlier))}, before the window"
                 elif notes:
                     reason = "no usable value in window"
             sources = tuple(SourceRef(f.ref, _iso(f.time)) for f in used)
@@ -195,6 +198,12 @@ def aggregate(pf: PatientFacts, index_time: datetime, spec: ModelSpec) -> Extrac
     )
 
 
+def _earliest_offset(spec: ModelSpec) -> timedelta:
+    """How far back any observation window of the spec reaches from the index time."""
+    starts = [f.window.start for f in spec.features if f.source == "observation" and f.window]
+    return min(starts) if starts else timedelta(0)
+
+
 def extract(
     resources: Any,
     index_time: datetime,
@@ -204,7 +213,8 @@ def extract(
     """Features for one patient at one index time from FHIR JSON (resources, Bundles or lists)."""
     flat = flatten(resources)
     unique, duplicates = dedupe(flat.resources)
-    pf = normalize(unique, spec, converter)
+    index_time = ensure_utc(index_time)
+    pf = normalize(unique, spec, converter, earliest=index_time + _earliest_offset(spec))
     if duplicates:
         pf.warnings["duplicate_resource"] += duplicates
     if flat.outcomes:

@@ -43,6 +43,10 @@ class PatientFacts:
     birth_date: date | None = None
     gender: str | None = None
     patient_ref: str | None = None
+    # Latest time per feature of observations skipped because they predate every window
+    # (serving only): enough to say "stale" without converting values nobody will use.
+    before: list[datetime | None] = field(default_factory=list)
+    earliest: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +291,12 @@ def _observation(
         out.warnings["status_not_counted"] += 1
         return
     when = observation_time(res, out.warnings)
+    if out.earliest is not None and when is not None and when <= out.earliest:
+        for idx, _node in matched:
+            seen_before = out.before[idx]
+            if seen_before is None or when > seen_before:
+                out.before[idx] = when
+        return
     features = compiled.spec.features
     done: set[int] = set()  # one resource is one measurement per feature
     for idx, node in matched:
@@ -395,13 +405,26 @@ def _patient(res: dict[str, Any], out: PatientFacts) -> None:
 
 
 def normalize(
-    resources: list[dict[str, Any]], spec: ModelSpec, converter: UnitConverter | None = None
+    resources: list[dict[str, Any]],
+    spec: ModelSpec,
+    converter: UnitConverter | None = None,
+    *,
+    earliest: datetime | None = None,
 ) -> PatientFacts:
-    """Turn one patient's resources into per-feature facts, sorted so that order cannot matter."""
+    """Turn one patient's resources into per-feature facts, sorted so that order cannot matter.
+
+    ``earliest`` (serving, one index time): observations at or before it cannot fall in any
+    window, so their values are not converted; only their latest time is kept per feature.
+    """
     compiled = compile_spec(spec)
     conv = converter or DEFAULT_CONVERTER
     n = len(spec.features)
-    out = PatientFacts(facts=[[] for _ in range(n)], notes=[Counter() for _ in range(n)])
+    out = PatientFacts(
+        facts=[[] for _ in range(n)],
+        notes=[Counter() for _ in range(n)],
+        before=[None] * n,
+        earliest=earliest,
+    )
     for res in resources:
         try:
             rtype = res.get("resourceType")
