@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 from cds_service import monitoring_queries as q
 from cds_service.db_models import MonitoringResult, MonitoringRun
 from cds_service.metrics import binary_metrics
-from cds_service.monitoring_accumulate import WindowAccumulator
+from cds_service.monitoring_accumulate import WindowAccumulator, split_by_group
 from cds_service.monitoring_context import ModelContext, load_context
 from cds_service.monitoring_stats import (
     PSI_EPSILON,
@@ -163,9 +163,11 @@ def _windows(
 
 
 def _num(value: float | None) -> float | None:
+    """Finite values to 10 significant digits (the last bits of a float sum may differ between
+    SQLite and PostgreSQL); tiny p-values keep their exponent."""
     if value is None or not math.isfinite(value):
         return None
-    return round(float(value), 9)
+    return float(f"{float(value):.10g}")
 
 
 def _json(details: dict[str, Any]) -> str:
@@ -241,8 +243,8 @@ class _Window:
         what = metric + (f" of feature '{feature}'" if feature else "")
         what += f" in subgroup {subgroup}" if subgroup else ""
         message = (
-            f"{what} is {value:.4g}, {comparison} the {severity} threshold {threshold:.4g} "
-            f"(n={n}); model {g.model_name} {g.model_version}, service {g.service_id}, "
+            f"{what} is {value:.4g}, {comparison} {threshold:.4g} ({severity} threshold, "
+            f"n={n}); model {g.model_name} {g.model_version}, service {g.service_id}, "
             f"{g.environment}/{g.role}, window {self.start:%Y-%m-%d %H:%M} to "
             f"{self.end:%Y-%m-%d %H:%M} UTC"
         )
@@ -502,7 +504,7 @@ class _Run:
             max_int = gate.get("max_abs_calibration_intercept")
         cal = m["calibration_intercept"]
         if max_int is not None and cal is not None and abs(cal) > max_int:
-            w.alert("calibration_intercept", cal, float(max_int), "warning", "beyond ±", n)
+            w.alert("calibration_intercept", cal, float(max_int), "warning", "outside ±", n)
 
     def subgroup_volume(self, w: _Window, acc: WindowAccumulator) -> None:
         for name, (cards, risk_cards, alerting) in sorted(acc.subgroup_counts.items()):
@@ -513,40 +515,31 @@ class _Run:
 
     # --- one window ---------------------------------------------------------------------------
 
-    def window(
-        self, conn: Connection, start: datetime, end: datetime, groups: list[GroupKey]
-    ) -> None:
+    def window(self, conn: Connection, start: datetime, end: datetime) -> None:
+        """All figures of one window. Groups are those with cards in this window, plus those
+        seen in earlier windows of the run (they get a volume of 0: a service that went quiet)."""
         assert self.report is not None
         counts = {GroupKey(*r[:5]): r[5:] for r in conn.execute(q.card_counts(start, end))}
+        groups = self.report.groups = sorted(set(self.report.groups) | set(counts))
         feedback: dict[GroupKey, list[tuple[str, str | None, str | None, int]]] = {}
         for r in conn.execute(q.feedback_counts(start, end)):
             feedback.setdefault(GroupKey(*r[:5]), []).append((r[5], r[6], r[7], int(r[8])))
         shadow = {GroupKey(*r[:5]): r[5:] for r in conn.execute(q.shadow_pairs(start, end))}
-        labels = self.labels()
-        fallback: dict[str, int] = {}
-        if labels and any(g.role == "shadow" for g in counts):
-            fallback = {
-                u: int(label) for u, label in conn.execute(q.shadow_outcomes(start, end, labels))
-            }
-
         accs = {
             g: WindowAccumulator(self.context(g.model_name, g.model_version), self.sample_size)
             for g in counts
         }
-        result = conn.execution_options(stream_results=True, yield_per=STREAM_CHUNK).execute(
-            q.card_rows(start, end, labels)
-        )
-        for part in result.partitions():
-            buckets: dict[tuple[Any, ...], list[Any]] = {}
-            for r in part:
-                buckets.setdefault(r[:5], []).append(r)
-            for key, rows in buckets.items():
-                g = GroupKey(*key)
-                acc = accs.get(g)
-                if acc is None:  # a card committed after the counts were taken
-                    continue
-                acc.add(rows, fallback if g.role == "shadow" else {})
-                self.report.rows_scanned += len(rows)
+        labels = self.labels()
+        present = sorted(counts)
+        if present:
+            stmt = q.card_rows(start, end, labels, present).execution_options(
+                stream_results=True, yield_per=STREAM_CHUNK
+            )
+            for part in conn.execute(stmt).partitions():
+                self.report.rows_scanned += len(part)
+                for index, batch in split_by_group(part):
+                    if index >= 0:  # else: a card committed after the counts were taken
+                        accs[present[index]].add(batch)
 
         for g in groups:
             w = _Window(self, start, end, g, self.context(g.model_name, g.model_version))
@@ -648,6 +641,9 @@ def _read_snapshot(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.execution_options(isolation_level="REPEATABLE READ")
+            # The correlated outcome lookups inflate the planner's cost estimate past
+            # jit_above_cost; compiling them takes longer (~0.5 s a query) than running them.
+            conn.exec_driver_sql("SET LOCAL jit = off")
         else:
             conn.exec_driver_sql("BEGIN")  # SQLite in WAL mode: a read transaction is a snapshot
         try:
@@ -707,19 +703,16 @@ def run_monitoring(
             },
         )
     with engine.connect() as conn:
-        groups = sorted(GroupKey(*r) for r in conn.execute(q.groups(start, end)))
         for r in conn.execute(q.alerts_between(start, end)):
             run.existing_alerts.add((*r[:4], _aware(r[4]), _aware(r[5]), r[6], r[7], r[8], r[9]))
-    for g in groups:
-        run.context(g.model_name, g.model_version)
-    report = MonitorReport(run.run_id, start, end, len(windows), groups)
+    report = MonitorReport(run.run_id, start, end, len(windows), [])
     run.report = report
     # Many small fits (calibration slope per group, window and subgroup): BLAS threads only add
     # spin-waiting, so one thread (a 2x speed-up measured on a loaded 2-core host).
     with threadpool_limits(limits=1):
         for ws, we in windows:
             with _read_snapshot(engine) as conn:
-                run.window(conn, ws, we, groups)
+                run.window(conn, ws, we)
             run.flush()
     with engine.begin() as conn:
         conn.execute(RUNS.update().where(RUNS.c.run_id == run.run_id).values(finished_at=run.now()))
@@ -729,7 +722,7 @@ def run_monitoring(
         "%d new alert(s) in %.1f s",
         run.run_id,
         len(windows),
-        len(groups),
+        len(report.groups),
         report.rows_scanned,
         report.results_written,
         len(report.alerts),

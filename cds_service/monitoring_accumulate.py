@@ -9,7 +9,8 @@ figures).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -17,16 +18,8 @@ import numpy as np
 import orjson
 
 from cds_service.monitoring_context import ModelContext
-from cds_service.monitoring_queries import (
-    ALERTING_INDICATORS,
-    ROW_FEATURES,
-    ROW_INDICATOR,
-    ROW_KIND,
-    ROW_LABEL,
-    ROW_RISK,
-    ROW_UUID,
-)
 from cds_service.monitoring_stats import (
+    BoolArray,
     BottomKSample,
     FloatArray,
     IntArray,
@@ -53,7 +46,7 @@ def feature_matrix(texts: Sequence[Any], names: Sequence[str]) -> tuple[FloatArr
     """Rows x features (NaN = missing: null, absent or not a number) from the features JSON
     texts, and how many texts were not a JSON object (all their features count as missing)."""
     try:
-        docs: list[dict[str, Any] | None] = [orjson.loads(t) for t in texts]
+        docs: list[dict[str, Any] | None] = list(map(orjson.loads, texts))
     except (orjson.JSONDecodeError, TypeError):
         docs = [_parse(t) for t in texts]
     good = [d for d in docs if isinstance(d, dict)]
@@ -61,12 +54,57 @@ def feature_matrix(texts: Sequence[Any], names: Sequence[str]) -> tuple[FloatArr
     if bad == 0:
         getter = itemgetter(*names)
         try:
-            matrix = np.array([getter(d) for d in good], dtype=np.float64)
+            matrix = np.array(list(map(getter, good)), dtype=np.float64)
             return matrix.reshape(len(docs), len(names)), 0
         except (KeyError, TypeError, ValueError):
             pass  # a feature absent or not numeric somewhere in the chunk: the tolerant path
     rows = [[_number(d.get(n)) if isinstance(d, dict) else None for n in names] for d in docs]
     return np.array(rows, dtype=np.float64).reshape(len(docs), len(names)), bad
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Streamed cards of one group, column by column (see monitoring_queries.card_rows)."""
+
+    uuids: Sequence[str]
+    is_risk: BoolArray
+    alerting: BoolArray
+    risk: FloatArray
+    label: FloatArray
+    features: Sequence[Any]
+
+    def take(self, idx: IntArray) -> Batch:
+        pick = idx.tolist()
+        return Batch(
+            [self.uuids[i] for i in pick],
+            self.is_risk[idx],
+            self.alerting[idx],
+            self.risk[idx],
+            self.label[idx],
+            [self.features[i] for i in pick],
+        )
+
+
+def split_by_group(rows: Sequence[Any]) -> Iterator[tuple[int, Batch]]:
+    """(group index, batch) for each group present in a chunk of card_rows rows."""
+    if not rows:
+        return
+    gid, uuids, is_risk, alerting, risk, label, features = zip(*rows, strict=True)
+    groups = np.array(gid, dtype=np.int64)
+    batch = Batch(
+        uuids,
+        np.array(is_risk, dtype=np.int8) == 1,
+        np.array(alerting, dtype=np.int8) == 1,
+        np.array(risk, dtype=np.float64),
+        np.array(label, dtype=np.float64),
+        features,
+    )
+    present = np.unique(groups)
+    if len(present) == 1:
+        yield int(present[0]), batch
+        return
+    for g in present:
+        yield int(g), batch.take(np.flatnonzero(groups == g))
 
 
 class WindowAccumulator:
@@ -88,20 +126,12 @@ class WindowAccumulator:
         # subgroup -> [cards, risk cards, risk cards with an alerting indicator]
         self.subgroup_counts: dict[str, list[int]] = {}
 
-    def add(self, rows: Sequence[Any], fallback_labels: Mapping[str, int]) -> None:
-        n = len(rows)
+    def add(self, batch: Batch) -> None:
+        n = len(batch.uuids)
         if n == 0:
             return
         self.rows += n
-        cols = list(zip(*rows, strict=True))
-        risk = np.array(cols[ROW_RISK], dtype=np.float64)
-        label = np.array(cols[ROW_LABEL], dtype=np.float64)
-        uuids = cols[ROW_UUID]
-        if fallback_labels:
-            for i in np.flatnonzero(np.isnan(label)):
-                fb = fallback_labels.get(uuids[i])
-                if fb is not None:
-                    label[i] = fb
+        risk, label = batch.risk, batch.label
         has_risk = ~np.isnan(risk)
         self._risks.append(risk[has_risk])
 
@@ -109,11 +139,11 @@ class WindowAccumulator:
         nan = np.full(n, np.nan)
         sex, age = nan, nan
         if names:
-            matrix, bad = feature_matrix(cols[ROW_FEATURES], names)
+            matrix, bad = feature_matrix(batch.features, names)
             self.unparsable += bad
             present = ~np.isnan(matrix)
             self.missing += n - present.sum(axis=0)
-            keys = sample_keys(uuids)
+            keys = sample_keys(batch.uuids)
             for j in range(len(names)):
                 values = matrix[present[:, j], j]
                 counts = self.bin_counts[j]
@@ -125,11 +155,6 @@ class WindowAccumulator:
                 sex = matrix[:, self.ctx.sex_index]
             if self.ctx.age_index is not None:
                 age = matrix[:, self.ctx.age_index]
-            kinds = np.array(cols[ROW_KIND], dtype=object)
-            is_risk = kinds == "risk"
-            alerting = is_risk & np.isin(
-                np.array(cols[ROW_INDICATOR], dtype=object), ALERTING_INDICATORS
-            )
             masks = subgroup_masks(
                 sex if self.ctx.sex_index is not None else None,
                 age if self.ctx.age_index is not None else None,
@@ -138,8 +163,8 @@ class WindowAccumulator:
             for name, mask in masks.items():
                 c = self.subgroup_counts.setdefault(name, [0, 0, 0])
                 c[0] += int(mask.sum())
-                c[1] += int((mask & is_risk).sum())
-                c[2] += int((mask & alerting).sum())
+                c[1] += int((mask & batch.is_risk).sum())
+                c[2] += int((mask & batch.alerting).sum())
 
         with_outcome = has_risk & ~np.isnan(label)
         if with_outcome.any():

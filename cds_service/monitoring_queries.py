@@ -7,7 +7,7 @@ one window at a time, selecting only the columns it needs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,10 +36,6 @@ def _label_for_model(t: sa.FromClause, labels: Mapping[str, str]) -> sa.ColumnEl
     if not labels:
         return sa.null()
     return sa.case(dict(labels), value=t.c.model_name, else_=sa.null())
-
-
-def groups(start: datetime, end: datetime) -> sa.Select[Any]:
-    return sa.select(*group_columns(CARDS)).where(_in_window(CARDS, start, end)).distinct()
 
 
 def card_counts(start: datetime, end: datetime) -> sa.Select[Any]:
@@ -116,63 +112,45 @@ def shadow_pairs(start: datetime, end: datetime) -> sa.Select[Any]:
     )
 
 
-def shadow_outcomes(start: datetime, end: datetime, labels: Mapping[str, str]) -> sa.Select[Any]:
-    """Shadow rows and the outcome of the live row they shadow (used when the shadow row has no
-    outcome of its own: the patient's outcome does not depend on which model scored)."""
-    s = CARDS.alias("s")
-    live = CARDS.alias("l")
-    o = OUTCOMES
-    return (
-        sa.select(s.c.card_uuid, o.c.label)
-        .select_from(
-            s.join(
-                live,
-                sa.and_(
-                    live.c.hook_instance == s.c.hook_instance,
-                    live.c.service_id == s.c.service_id,
-                    live.c.environment == s.c.environment,
-                    live.c.role == "live",
-                ),
-            ).join(
-                o,
-                sa.and_(
-                    o.c.card_uuid == live.c.card_uuid, o.c.label_name == _label_for_model(s, labels)
-                ),
-            )
-        )
-        .where(s.c.role == "shadow", _in_window(s, start, end))
-    )
+def card_rows(
+    start: datetime,
+    end: datetime,
+    labels: Mapping[str, str],
+    groups: Sequence[Sequence[str]],
+) -> sa.Select[Any]:
+    """Every card of the window with only what monitoring needs: the index of its group in
+    ``groups`` (-1 for none), card_uuid, is-a-risk-card and has-an-alerting-indicator (0/1),
+    risk, outcome label and the features JSON.
 
-
-# Column positions in the rows of ``card_rows`` (rows are plain tuples in the hot loop).
-ROW_GROUP = slice(0, 5)
-ROW_UUID, ROW_KIND, ROW_INDICATOR, ROW_RISK, ROW_LABEL, ROW_FEATURES = 5, 6, 7, 8, 9, 10
-
-
-def card_rows(start: datetime, end: datetime, labels: Mapping[str, str]) -> sa.Select[Any]:
-    """Every card of the window with only the columns monitoring needs, and its outcome label
-    (the label named in its model's manifest) when one exists."""
+    The label is the outcome row of this card with the label name of the model's manifest
+    (``cds-service outcomes`` derives one for every risk card, live or shadow)."""
     c, o = CARDS, OUTCOMES
-    return (
-        sa.select(
-            *group_columns(c),
-            c.c.card_uuid,
-            c.c.card_kind,
-            c.c.indicator,
-            c.c.risk,
-            o.c.label,
-            c.c.features,
-        )
-        .select_from(
-            c.outerjoin(
-                o,
-                sa.and_(
-                    o.c.card_uuid == c.c.card_uuid, o.c.label_name == _label_for_model(c, labels)
-                ),
-            )
-        )
-        .where(_in_window(c, start, end))
+    # A correlated lookup by primary key rather than a join: its cost follows the window, not the
+    # size of the outcomes table (PostgreSQL would hash the whole table for every window).
+    label = (
+        sa.select(o.c.label)
+        .where(o.c.card_uuid == c.c.card_uuid, o.c.label_name == _label_for_model(c, labels))
+        .scalar_subquery()
     )
+    cols = group_columns(c)
+    group_id = sa.case(
+        *[
+            (sa.and_(*[col == value for col, value in zip(cols, g, strict=True)]), i)
+            for i, g in enumerate(groups)
+        ],
+        else_=-1,
+    )
+    is_risk = c.c.card_kind == "risk"
+    alerting = sa.and_(is_risk, c.c.indicator.in_(ALERTING_INDICATORS))
+    return sa.select(
+        group_id.label("group_id"),
+        c.c.card_uuid,
+        sa.case((is_risk, 1), else_=0).label("is_risk"),
+        sa.case((alerting, 1), else_=0).label("alerting"),
+        c.c.risk,
+        label.label("label"),
+        c.c.features,
+    ).where(_in_window(c, start, end))
 
 
 def alerts_between(start: datetime, end: datetime) -> sa.Select[Any]:

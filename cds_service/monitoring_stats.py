@@ -124,6 +124,9 @@ class BottomKSample:
             return
         all_keys = np.concatenate([self.keys, keys])
         all_values = np.concatenate([self.values, values])
+        if len(all_keys) > self.k:  # sort only the candidates up to the k-th smallest key
+            near = all_keys <= np.partition(all_keys, self.k - 1)[self.k - 1]
+            all_keys, all_values = all_keys[near], all_values[near]
         order = np.lexsort((all_values, all_keys))[: self.k]
         self.keys, self.values = all_keys[order], all_values[order]
 
