@@ -223,6 +223,22 @@ def create_app(
         await anyio.to_thread.run_sync(registry.refresh_deployments, engine, env_name)
         stop = anyio.Event()
 
+        async def monitor_loop() -> None:
+            """Scheduled monitoring; one replica at a time (lock inside run_recent)."""
+            from cds_service.monitoring import run_recent
+
+            while not stop.is_set():
+                with anyio.move_on_after(settings.monitor_interval_seconds):
+                    await stop.wait()
+                if stop.is_set():
+                    break
+                try:
+                    await anyio.to_thread.run_sync(
+                        lambda: run_recent(engine, settings.models_dir, days=7, window_hours=24)
+                    )
+                except Exception as exc:  # monitoring must never stop the service
+                    log.error("scheduled monitoring failed: %s", type(exc).__name__)
+
         async def deployments_loop() -> None:
             while not stop.is_set():
                 with anyio.move_on_after(settings.deployment_refresh_seconds):
@@ -250,6 +266,8 @@ def create_app(
         async with anyio.create_task_group() as tg:
             tg.start_soon(replay_loop)
             tg.start_soon(deployments_loop)
+            if settings.monitor_interval_seconds > 0:
+                tg.start_soon(monitor_loop)
             try:
                 yield
             finally:

@@ -437,19 +437,21 @@ def monitor(
     into SQL; threshold breaches become alerts."""
     from datetime import UTC, datetime, timedelta
 
-    from cds_service.monitoring import run_monitoring
+    from cds_service.monitoring import recent_windows, run_monitoring
 
-    end = datetime.fromisoformat(until) if until else datetime.now(UTC)
-    if end.tzinfo is None:
+    now = datetime.fromisoformat(until) if until else datetime.now(UTC)
+    if now.tzinfo is None:
         raise _err("--until needs a UTC offset", EXIT_BAD_INPUT)
-    window = timedelta(hours=window_hours) if window_hours else None
-    report = run_monitoring(
-        _engine(),
-        models_dir(),
-        window_start=end - timedelta(days=days),
-        window_end=end,
-        window=window,
-    )
+    if window_hours:
+        # Complete windows aligned to UTC multiples: reruns see the same windows (no re-alerts).
+        start, end, step = recent_windows(now, days=days, window_hours=window_hours)
+        report = run_monitoring(
+            _engine(), models_dir(), window_start=start, window_end=end, window=step
+        )
+    else:
+        report = run_monitoring(
+            _engine(), models_dir(), window_start=now - timedelta(days=days), window_end=now
+        )
     typer.echo(report.summary())
 
 

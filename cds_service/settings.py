@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     jwks_min_refresh_seconds: float = 30.0
     cors_origins: str = ""
     deployment_refresh_seconds: float = 5.0
+    monitor_interval_seconds: float = 0.0  # > 0: run the monitor inside the service
     # Dashboard sign-in (OpenID Connect); the role claim/value grants the quality-team view.
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
