@@ -1,0 +1,480 @@
+"""Charts as inline SVG, drawn on the server (no JavaScript, no CDN, nothing fetched).
+
+Each function returns one ``<svg class="chart" data-chart="...">`` element. Every data mark has
+the class ``mark``, a ``data-value`` attribute and a ``<title>`` (the browser's tooltip), so the
+figures are readable by people, screen readers and tests alike. Colours come from CSS classes in
+``static/dashboard/dashboard.css``; sizes are in the viewBox's units (about CSS pixels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+FONT = 12
+
+
+def esc(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if value != 0 and abs(value) < 10 ** (-digits):
+        return f"{value:.1e}"
+    return f"{value:.{digits}f}"
+
+
+def _f(x: float) -> str:
+    return f"{x:.1f}".rstrip("0").rstrip(".")
+
+
+def nice_ticks(top: float, count: int = 4) -> list[float]:
+    """Round tick values from 0 to at least ``top``."""
+    if top <= 0:
+        return [0.0, 1.0]
+    raw = top / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    ticks = [0.0]
+    while ticks[-1] < top - 1e-12:
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+def _tick_label(value: float, as_pct: bool) -> str:
+    if as_pct:
+        return f"{100 * value:g}%"
+    if value >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}"
+
+
+class Svg:
+    def __init__(self, kind: str, width: int, height: int, label: str) -> None:
+        self.kind, self.width, self.height, self.label = kind, width, height, label
+        self.parts: list[str] = []
+
+    def add(self, markup: str) -> None:
+        self.parts.append(markup)
+
+    def text(
+        self, x: float, y: float, value: str, cls: str = "", anchor: str = "start", size: int = FONT
+    ) -> None:
+        klass = f' class="{cls}"' if cls else ""
+        self.add(
+            f'<text x="{_f(x)}" y="{_f(y)}" font-size="{size}" text-anchor="{anchor}"{klass}>'
+            f"{esc(value)}</text>"
+        )
+
+    def vertical_text(self, x: float, y: float, value: str) -> None:
+        self.add(
+            f'<text x="{_f(x)}" y="{_f(y)}" font-size="{FONT}" class="axis" text-anchor="middle" '
+            f'transform="rotate(-90 {_f(x)} {_f(y)})">{esc(value)}</text>'
+        )
+
+    def line(self, x1: float, y1: float, x2: float, y2: float, cls: str) -> None:
+        self.add(f'<line x1="{_f(x1)}" y1="{_f(y1)}" x2="{_f(x2)}" y2="{_f(y2)}" class="{cls}"/>')
+
+    def rect(
+        self, x: float, y: float, w: float, h: float, cls: str, title: str, value: object
+    ) -> None:
+        self.add(
+            f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(max(w, 0))}" height="{_f(max(h, 0))}" '
+            f'class="mark {cls}" data-value="{esc(value)}"><title>{esc(title)}</title></rect>'
+        )
+
+    def circle(self, x: float, y: float, r: float, cls: str, title: str, value: object) -> None:
+        self.add(
+            f'<circle cx="{_f(x)}" cy="{_f(y)}" r="{_f(r)}" class="mark {cls}" '
+            f'data-value="{esc(value)}"><title>{esc(title)}</title></circle>'
+        )
+
+    def legend(self, items: Sequence[tuple[str, str]], x: float, y: float) -> None:
+        for name, cls in items:
+            self.add(f'<rect x="{_f(x)}" y="{_f(y - 9)}" width="10" height="10" class="{cls}"/>')
+            self.text(x + 14, y, name, "legend")
+            x += 30 + 7.2 * len(name)
+
+    def render(self) -> str:
+        return (
+            f'<svg class="chart" data-chart="{esc(self.kind)}" viewBox="0 0 {self.width} '
+            f'{self.height}" role="img" aria-label="{esc(self.label)}" '
+            f'xmlns="http://www.w3.org/2000/svg"><title>{esc(self.label)}</title>'
+            + "".join(self.parts)
+            + "</svg>"
+        )
+
+
+def empty(kind: str, message: str, width: int = 600, height: int = 120) -> str:
+    svg = Svg(kind, width, height, message)
+    svg.add(f'<rect x="0" y="0" width="{width}" height="{height}" class="empty-bg"/>')
+    svg.text(width / 2, height / 2 + 4, message, "muted", "middle", 13)
+    return svg.render()
+
+
+@dataclass(frozen=True, slots=True)
+class Plot:
+    """The plotting area inside the margins, and value -> position."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    y_max: float
+    y_min: float = 0.0
+
+    def y(self, value: float) -> float:
+        span = (self.y_max - self.y_min) or 1.0
+        return self.top + self.height * (1 - (value - self.y_min) / span)
+
+    @property
+    def bottom(self) -> float:
+        return self.top + self.height
+
+
+def _y_axis(svg: Svg, plot: Plot, ticks: Sequence[float], as_pct: bool = False) -> None:
+    for t in ticks:
+        y = plot.y(t)
+        svg.line(plot.left, y, plot.left + plot.width, y, "grid")
+        svg.text(plot.left - 6, y + 4, _tick_label(t, as_pct), "axis", "end")
+
+
+def _label_every(labels: Sequence[str], width: float) -> int:
+    """Show every k-th x label so that labels do not overlap."""
+    longest = max((len(x) for x in labels), default=1)
+    fits = max(1, int(width // (7 * longest + 14)))
+    return max(1, math.ceil(len(labels) / fits))
+
+
+def _x_labels(svg: Svg, plot: Plot, labels: Sequence[str], step: float, every: int) -> None:
+    for i, label in enumerate(labels):
+        if i % every == 0 or (i == len(labels) - 1 and len(labels) < every * 2):
+            svg.text(plot.left + step * (i + 0.5), plot.bottom + 16, label, "axis", "middle")
+
+
+def stacked_bars(
+    kind: str,
+    label: str,
+    x_labels: Sequence[str],
+    series: Sequence[tuple[str, str, Sequence[int]]],
+    *,
+    width: int = 1200,
+    height: int = 260,
+    markers: Sequence[tuple[int, str]] = (),
+    unit: str = "cards",
+) -> str:
+    """Bars per x (a day), stacked by series (name, css class, values)."""
+    totals = [sum(s[2][i] for s in series) for i in range(len(x_labels))]
+    if not x_labels or not any(totals):
+        return empty(kind, f"No {unit} in this selection", width)
+    svg = Svg(kind, width, height, label)
+    ticks = nice_ticks(max(totals))
+    plot = Plot(48, 30, width - 64, height - 62, ticks[-1])
+    _y_axis(svg, plot, ticks)
+    step = plot.width / len(x_labels)
+    bar = max(2.0, step * 0.72)
+    for i, x_label in enumerate(x_labels):
+        base = 0
+        x = plot.left + step * i + (step - bar) / 2
+        for name, cls, values in series:
+            v = values[i]
+            if v:
+                y0, y1 = plot.y(base), plot.y(base + v)
+                svg.rect(x, y1, bar, y0 - y1, cls, f"{x_label}: {v} {name}", v)
+                base += v
+    for index, text in markers:
+        if 0 <= index < len(x_labels):
+            x = plot.left + step * index
+            svg.line(x, plot.top - 4, x, plot.bottom, "marker")
+            svg.text(x + 3, plot.top + 6, text, "marker-label")
+    _x_labels(svg, plot, x_labels, step, _label_every(x_labels, plot.width))
+    svg.legend([(name, cls) for name, cls, _ in series], plot.left, 16)
+    return svg.render()
+
+
+def histogram(
+    kind: str,
+    label: str,
+    edges: Sequence[float],
+    counts: Sequence[int],
+    bands: Sequence[tuple[str, float, str]],
+    *,
+    width: int = 600,
+    height: int = 260,
+) -> str:
+    """Risk histogram; bars coloured by the risk band their bin falls in, band limits dashed."""
+    if not any(counts):
+        return empty(kind, "No risk was computed in this selection", width)
+    svg = Svg(kind, width, height, label)
+    ticks = nice_ticks(max(counts))
+    plot = Plot(44, 34, width - 60, height - 70, ticks[-1])
+    _y_axis(svg, plot, ticks)
+    step = plot.width / len(counts)
+
+    def band_of(mid: float) -> tuple[str, str]:
+        for name, below, indicator in bands:
+            if mid < below:
+                return name, indicator
+        return (bands[-1][0], bands[-1][2]) if bands else ("", "info")
+
+    for i, n in enumerate(counts):
+        lo, hi = edges[i], edges[i + 1]
+        name, indicator = band_of((lo + hi) / 2)
+        y = plot.y(n)
+        title = f"risk {pct(lo, 0)}–{pct(hi, 0)}: {n} cards" + (f" ({name})" if name else "")
+        svg.rect(
+            plot.left + step * i + 1, y, step - 2, plot.bottom - y, f"band-{indicator}", title, n
+        )
+    for name, below, _indicator in bands:
+        if 0 < below < 1:
+            x = plot.left + plot.width * below
+            svg.line(x, plot.top - 6, x, plot.bottom, "threshold")
+            svg.text(x + 3, plot.top - 8, f"{name} below {pct(below, 0)}", "marker-label")
+    for t in (0, 0.25, 0.5, 0.75, 1.0):
+        svg.text(plot.left + plot.width * t, plot.bottom + 16, pct(t, 0), "axis", "middle")
+    svg.text(plot.left + plot.width / 2, plot.bottom + 32, "predicted risk", "axis", "middle")
+    legend = []
+    for name, _below, indicator in bands:
+        if (name, f"band-{indicator}") not in legend:
+            legend.append((name, f"band-{indicator}"))
+    svg.legend(legend, plot.left, 14)
+    return svg.render()
+
+
+def hbars(
+    kind: str,
+    label: str,
+    rows: Sequence[tuple[str, float, float | None, str]],
+    *,
+    width: int = 600,
+    max_value: float | None = None,
+    as_pct: bool = True,
+    bar_class: str = "s-risk",
+    marker_name: str = "reference",
+) -> str:
+    """Horizontal bars: (label, value, reference marker or None, annotation)."""
+    if not rows:
+        return empty(kind, "Nothing to show", width)
+    row_h = 22
+    height = 40 + row_h * len(rows)
+    svg = Svg(kind, width, height, label)
+    top = max(max_value or 0.0, *(r[1] for r in rows), *(r[2] or 0.0 for r in rows))
+    ticks = nice_ticks(top if top > 0 else 1.0)
+    longest = max(len(r[0]) for r in rows)
+    max_chars = int((width * 0.42 - 12) / 6.6)
+    label_w = min(12 + 6.6 * longest, width * 0.42)
+    note_w = min(max(6.4 * len(r[3]) + 12 for r in rows), width * 0.3)
+    left, right = label_w, width - note_w
+    scale = (right - left) / ticks[-1]
+    for t in ticks:
+        x = left + t * scale
+        svg.line(x, 24, x, height - 10, "grid")
+        svg.text(x, 16, _tick_label(t, as_pct), "axis", "middle")
+    for i, (name, value, ref, note) in enumerate(rows):
+        y = 28 + i * row_h
+        short = name if len(name) <= max_chars else name[: max_chars - 1] + "…"
+        svg.text(left - 8, y + 12, short, "axis", "end")
+        svg.rect(left, y + 2, value * scale, row_h - 8, bar_class, f"{name}: {note}", value)
+        if ref is not None:
+            x = left + ref * scale
+            svg.add(
+                f'<path d="M{_f(x)} {_f(y)} v{row_h - 4}" class="ref-mark">'
+                f"<title>{esc(name)}: {esc(marker_name)} {esc(pct(ref))}</title></path>"
+            )
+        svg.text(left + value * scale + 6, y + 13, note, "value-label")
+    return svg.render()
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    value: float | None
+    text: str
+    title: str
+    level: int  # 0..3 for colour, -1 for "not computed"
+    alert: bool = False
+
+
+def heatmap(
+    kind: str,
+    label: str,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    cells: dict[tuple[int, int], Cell],
+    *,
+    width: int = 1200,
+    legend: Sequence[tuple[str, str]] = (),
+) -> str:
+    if not row_labels or not col_labels:
+        return empty(kind, "No drift figures for this selection", width)
+    row_h = 24
+    label_w = min(210, 14 + 6.6 * max(len(r) for r in row_labels))
+    height = 56 + row_h * len(row_labels)
+    svg = Svg(kind, width, height, label)
+    col_w = min(150.0, (width - label_w - 10) / len(col_labels))
+    for j, col in enumerate(col_labels):
+        svg.text(label_w + col_w * (j + 0.5), 40, col, "axis", "middle")
+    for i, row in enumerate(row_labels):
+        y = 48 + i * row_h
+        svg.text(label_w - 8, y + 16, row, "axis", "end")
+        for j in range(len(col_labels)):
+            cell = cells.get((i, j))
+            x = label_w + col_w * j
+            if cell is None:
+                svg.add(
+                    f'<rect x="{_f(x + 1)}" y="{_f(y + 1)}" width="{_f(col_w - 2)}" '
+                    f'height="{row_h - 2}" class="heat-none"/>'
+                )
+                continue
+            cls = "heat-na" if cell.level < 0 else f"heat-{cell.level}"
+            if cell.alert:
+                cls += " heat-alert"
+            svg.rect(x + 1, y + 1, col_w - 2, row_h - 2, cls, cell.title, cell.value)
+            svg.text(x + col_w / 2, y + 16, cell.text, "cell-label", "middle", 11)
+    svg.legend(legend, label_w, 16)
+    return svg.render()
+
+
+def line_chart(
+    kind: str,
+    label: str,
+    x_labels: Sequence[str],
+    series: Sequence[tuple[str, str, Sequence[float | None]]],
+    *,
+    width: int = 600,
+    height: int = 240,
+    y_range: tuple[float, float] | None = None,
+    references: Sequence[tuple[float, str]] = (),
+    as_pct: bool = False,
+    dots: bool = True,
+) -> str:
+    values = [v for _n, _c, vs in series for v in vs if v is not None]
+    if not x_labels or not values:
+        return empty(kind, "No figures yet for this selection", width)
+    lo, hi = y_range or (min(0.0, *values), max(values))
+    hi = max([hi, *(r[0] for r in references)])
+    if hi <= lo:
+        hi = lo + 1
+    svg = Svg(kind, width, height, label)
+    if y_range is None or lo == 0:
+        ticks = nice_ticks(hi)
+        lo, hi = 0.0, ticks[-1]
+    else:
+        step = nice_ticks(hi - lo, 5)[1]
+        first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+        ticks = [round(k * step, 6) for k in range(first, last + 1)]
+    plot = Plot(48, 30, width - 64, height - 62, hi, lo)
+    _y_axis(svg, plot, ticks, as_pct)
+    step = plot.width / len(x_labels)
+    for y_value, text in references:
+        y = plot.y(y_value)
+        svg.line(plot.left, y, plot.left + plot.width, y, "threshold")
+        svg.text(plot.left + 4, y - 4, text, "marker-label")
+    for name, cls, vs in series:
+        points = [
+            (plot.left + step * (i + 0.5), plot.y(v), v) for i, v in enumerate(vs) if v is not None
+        ]
+        if len(points) > 1:
+            path = " ".join(f"{_f(x)},{_f(y)}" for x, y, _v in points)
+            svg.add(f'<polyline points="{path}" class="series {cls}"/>')
+        for (x, y, v), i in zip(
+            points, [i for i, v in enumerate(vs) if v is not None], strict=True
+        ):
+            shown = pct(v) if as_pct else num(v)
+            svg.circle(x, y, 4, f"dot {cls}", f"{name}, {x_labels[i]}: {shown}", round(v, 6))
+    _x_labels(svg, plot, x_labels, step, _label_every(x_labels, plot.width))
+    svg.legend([(n, f"{c} swatch") for n, c, _ in series], plot.left, 16)
+    return svg.render()
+
+
+def calibration_plot(
+    kind: str,
+    label: str,
+    bins: Sequence[tuple[float, float, int]],  # (predicted, observed, n)
+    *,
+    size: int = 320,
+) -> str:
+    if not bins:
+        return empty(kind, "No outcomes yet: calibration needs known outcomes", 600)
+    width = size + 240
+    height = size + 56
+    svg = Svg(kind, width, height, label)
+    left, top = 52, 16
+    scale = size - 10
+
+    def xy(p: float, o: float) -> tuple[float, float]:
+        return left + p * scale, top + (1 - o) * scale
+
+    for t in (0, 0.25, 0.5, 0.75, 1.0):
+        x, y = xy(t, t)
+        svg.line(left, y, left + scale, y, "grid")
+        svg.line(x, top, x, top + scale, "grid")
+        svg.text(left - 6, y + 4, pct(t, 0), "axis", "end")
+        svg.text(x, top + scale + 16, pct(t, 0), "axis", "middle")
+    svg.line(*xy(0, 0), *xy(1, 1), "diagonal")
+    top_n = max(n for _p, _o, n in bins)
+    points = [xy(p, o) for p, o, _n in bins]
+    svg.add(
+        '<polyline points="'
+        + " ".join(f"{_f(x)},{_f(y)}" for x, y in points)
+        + '" class="series s-risk"/>'
+    )
+    for (p, o, n), (x, y) in zip(bins, points, strict=True):
+        r = 3 + 7 * math.sqrt(n / top_n)
+        svg.circle(
+            x, y, r, "dot s-risk", f"predicted {pct(p)}, observed {pct(o)} (n={n})", round(o, 6)
+        )
+    svg.text(left + scale / 2, top + scale + 34, "mean predicted risk", "axis", "middle")
+    svg.vertical_text(14, top + scale / 2, "observed rate")
+    lx = left + scale + 24
+    svg.line(lx, 30, lx + 24, 30, "diagonal")
+    svg.text(lx + 30, 34, "perfect calibration", "legend")
+    svg.circle(lx + 12, 54, 6, "s-risk swatch", "legend", "")
+    svg.text(lx + 30, 58, "risk bin (size: cards)", "legend")
+    return svg.render()
+
+
+def scatter(
+    kind: str,
+    label: str,
+    points: Sequence[tuple[float, float]],
+    *,
+    x_name: str,
+    y_name: str,
+    thresholds: Sequence[float] = (),
+    size: int = 300,
+) -> str:
+    if not points:
+        return empty(kind, "No paired predictions in this selection", 600)
+    width, height = size + 70, size + 50
+    svg = Svg(kind, width, height, label)
+    left, top = 48, 10
+    scale = size - 10
+
+    def xy(a: float, b: float) -> tuple[float, float]:
+        return left + a * scale, top + (1 - b) * scale
+
+    for t in (0, 0.25, 0.5, 0.75, 1.0):
+        x, y = xy(t, t)
+        svg.line(left, y, left + scale, y, "grid")
+        svg.line(x, top, x, top + scale, "grid")
+        svg.text(left - 6, y + 4, pct(t, 0), "axis", "end")
+        svg.text(x, top + scale + 16, pct(t, 0), "axis", "middle")
+    for t in thresholds:
+        x, y = xy(t, t)
+        svg.line(x, top, x, top + scale, "threshold")
+        svg.line(left, y, left + scale, y, "threshold")
+    svg.line(*xy(0, 0), *xy(1, 1), "diagonal")
+    for a, b in points:
+        x, y = xy(a, b)
+        svg.circle(x, y, 2.6, "dot s-shadow", f"{x_name} {pct(a)}, {y_name} {pct(b)}", round(b, 4))
+    svg.text(left + scale / 2, top + scale + 34, x_name, "axis", "middle")
+    svg.vertical_text(12, top + scale / 2, y_name)
+    return svg.render()
