@@ -79,7 +79,10 @@ class Thresholds:
     # with ten bins), so PSI alerts need this many values in the window.
     psi_min_n: int = 200
     ks_pvalue: float = 0.001
-    ks_min_n: int = 100
+    # The KS p-value already accounts for the sample size, so a smaller window still gives a
+    # controlled false-alarm rate; this catches a strong shift in a sparsely measured input
+    # (a lab's unit change in lactate, measured in a quarter of ED visits) that PSI must skip.
+    ks_min_n: int = 50
     missing_rate_excess: float = 0.2
     missing_min_n: int = 50
     prediction_psi_warning: float = 0.2

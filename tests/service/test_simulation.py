@@ -65,19 +65,20 @@ def _run(backend: str, tmp: Path, cohort: Path, shift: str) -> Iterator[object]:
 
 
 @pytest.mark.slow
-def test_simulation_flags_an_injected_population_shift(
-    backend: str, tmp_path: Path, cohort_dir: Path
+@pytest.mark.parametrize(("shift", "feature"), [("population", "age"), ("lactate-unit", "lactate")])
+def test_simulation_flags_an_injected_shift(
+    shift: str, feature: str, backend: str, tmp_path: Path, cohort_dir: Path
 ) -> None:
-    run = _run(backend, tmp_path, cohort_dir, "population")
+    run = _run(backend, tmp_path, cohort_dir, shift)
     report = next(run)
     db = next(run)
     assert report.status_counts == {200: report.calls} and report.calls > 300  # type: ignore[attr-defined]
     assert report.feedback > 0 and report.outcomes.outcomes_written > 0  # type: ignore[attr-defined]
-    flagged = [a for a in report.drift_alerts if "age" in a]  # type: ignore[attr-defined]
+    flagged = [a for a in report.drift_alerts if a.endswith(f" {feature}")]  # type: ignore[attr-defined]
     assert flagged, report.monitor_summary  # type: ignore[attr-defined]
-    second_window = report.window_start.strftime("%Y-%m-%d")  # type: ignore[attr-defined]
-    assert all(not a.startswith(second_window) for a in flagged), "flagged before the shift"
-    rows = db.rows("SELECT metric, feature FROM v_alerts WHERE feature = 'age'")  # type: ignore[attr-defined]
+    first_window = report.window_start.strftime("%Y-%m-%d")  # type: ignore[attr-defined]
+    assert all(not a.startswith(first_window) for a in flagged), "flagged before the shift"
+    rows = db.rows("SELECT metric FROM v_alerts WHERE feature = :f", f=feature)  # type: ignore[attr-defined]
     assert rows
     perf = db.rows("SELECT value FROM v_performance WHERE metric = 'auroc'")  # type: ignore[attr-defined]
     assert perf and all(0.5 < r["value"] <= 1 for r in perf)
