@@ -154,12 +154,11 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="module")
-def service(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    tmp = tmp_path_factory.mktemp(f"svc-{backend}")
+def running_service(backend: str, tmp: Path, **overrides: Any) -> Iterator[Service]:
+    """A real server on a fresh database with a respx-mocked FHIR server (for fixtures)."""
     db = new_database(backend, tmp)
     router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
-    settings = make_settings(db.url, tmp)
+    settings = make_settings(db.url, tmp, **overrides)
     app = create_app(
         settings, clock=lambda: NOW, transport=httpx.MockTransport(router.async_handler)
     )
@@ -170,6 +169,11 @@ def service(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             svc.client.close()
     finally:
         db.close()
+
+
+@pytest.fixture(scope="module")
+def service(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    yield from running_service(backend, tmp_path_factory.mktemp(f"svc-{backend}"))
 
 
 @pytest.fixture()

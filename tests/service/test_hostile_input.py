@@ -14,12 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 
-from cds_service.app import create_app
 from cds_service.examples import FAMILY, MRN, ed_case, ed_prefetch, hook_body
-from tests.service.conftest import FHIR_BASE, NOW, Service, make_settings, new_database
-from tests.service.server import ServerThread
+from tests.service.conftest import FHIR_BASE, NOW, Service, running_service
 
 ED = "ed-admission-risk"
 PID = "hx-pid-7f3k"
@@ -39,22 +36,13 @@ LONG_UNIT = "(" * 1998 + "/min" + ")" * 1998  # valid UCUM; slow to parse, so re
 
 @pytest.fixture(scope="module")
 def hostile(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    tmp = tmp_path_factory.mktemp(f"hostile-{backend}")
-    db = new_database(backend, tmp)
-    router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
-    settings = make_settings(
-        db.url, tmp, max_body_bytes=MAX_BODY, fhir_max_resources=MAX_RESOURCES, fhir_retries=0
+    yield from running_service(
+        backend,
+        tmp_path_factory.mktemp(f"hostile-{backend}"),
+        max_body_bytes=MAX_BODY,
+        fhir_max_resources=MAX_RESOURCES,
+        fhir_retries=0,
     )
-    app = create_app(
-        settings, clock=lambda: NOW, transport=httpx.MockTransport(router.async_handler)
-    )
-    try:
-        with ServerThread(app) as server:
-            svc = Service(server, db, router, settings)
-            yield svc
-            svc.client.close()
-    finally:
-        db.close()
 
 
 @pytest.fixture()
