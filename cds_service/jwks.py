@@ -47,6 +47,7 @@ class JwksCache:
         self._min_refresh = min_refresh_seconds
         self._max_age = max_age_seconds
         self._entries: dict[str, _Entry] = {}
+        self._inline: dict[str, tuple[KeySet, frozenset[str]]] = {}
         self._last_attempt: dict[str, float] = {}
         self._lock = asyncio.Lock()
 
@@ -65,7 +66,10 @@ class JwksCache:
 
     async def keys_for(self, issuer: TrustedIssuer, kid: str) -> KeySet:
         if issuer.jwks is not None:
-            keys, kids = _key_set(issuer.jwks)
+            inline = self._inline.get(issuer.iss)
+            if inline is None:  # configured keys never change while the process runs
+                inline = self._inline[issuer.iss] = _key_set(issuer.jwks)
+            keys, kids = inline
             if kid not in kids:
                 raise KeyUnavailable("unknown key id")
             return keys
