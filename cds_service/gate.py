@@ -7,7 +7,6 @@ the promotion passes, is refused, or is overridden with a recorded reason.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from cds_service.deployments import predictions_in_environment
-from cds_service.metrics import binary_metrics
+from cds_service.metrics import binary_metrics, subgroup_masks
 from cds_service.model_runtime import LoadedModel, load_model
 from cds_service.training import build_table, table_sha256
 from cds_service.training_config import load_training_config
@@ -36,17 +35,8 @@ def _score(model: LoadedModel, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def _subgroup_aurocs(
     names: list[str], x: Any, y: Any, p: Any, bands: tuple[float, ...]
 ) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    if "sex_male" in names:
-        sex = x[:, names.index("sex_male")]
-        for label, sel in (("sex=female", sex == 0), ("sex=male", sex == 1)):
-            out[label] = binary_metrics(y[sel], p[sel])["auroc"]
-    if "age" in names:
-        age = x[:, names.index("age")]
-        for lo, hi in itertools.pairwise(bands):
-            sel = (age >= lo) & (age < hi)
-            out[f"age={lo:g}-{hi:g}"] = binary_metrics(y[sel], p[sel])["auroc"]
-    return out
+    masks = subgroup_masks(names, x, bands)
+    return {name: binary_metrics(y[sel], p[sel])["auroc"] for name, sel in masks.items()}
 
 
 def evaluate(

@@ -6,6 +6,7 @@ with an offset, and the calibration slope) are small logistic fits on the logit 
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -74,6 +75,22 @@ def calibration_curve(y: FloatArray, p: FloatArray, bins: int = 10) -> list[dict
                 }
             )
     return out
+
+
+def subgroup_masks(
+    names: list[str], x: NDArray[np.float64], age_bands: tuple[float, ...]
+) -> dict[str, NDArray[np.bool_]]:
+    """Row masks per sex and age band ([low, high) years), from the model's own features, so
+    that training, the validation gate and their reports cut the same groups."""
+    masks: dict[str, NDArray[np.bool_]] = {}
+    if "sex_male" in names:
+        sex = x[:, names.index("sex_male")]
+        masks["sex=female"], masks["sex=male"] = sex == 0, sex == 1
+    if "age" in names:
+        age = x[:, names.index("age")]
+        for lo, hi in itertools.pairwise(age_bands):
+            masks[f"age={lo:g}-{hi:g}"] = (age >= lo) & (age < hi)
+    return masks
 
 
 def binary_metrics(y: FloatArray, p: FloatArray) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from cds_service.monitoring_stats import (
     psi,
     subgroup_masks,
 )
+from fhir_mappers.timeutil import as_utc
 
 log = logging.getLogger("cds_service.monitoring")
 
@@ -655,10 +656,6 @@ def _read_snapshot(engine: Engine) -> Iterator[Connection]:
             conn.rollback()
 
 
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def run_monitoring(
     engine: Engine,
     models_root: Path,
@@ -707,7 +704,7 @@ def run_monitoring(
         )
     with engine.connect() as conn:
         for r in conn.execute(q.alerts_between(start, end)):
-            run.existing_alerts.add((*r[:4], _aware(r[4]), _aware(r[5]), r[6], r[7], r[8], r[9]))
+            run.existing_alerts.add((*r[:4], as_utc(r[4]), as_utc(r[5]), r[6], r[7], r[8], r[9]))
     report = MonitorReport(run.run_id, start, end, len(windows), [])
     run.report = report
     # Many small fits (calibration slope per group, window and subgroup): BLAS threads only add

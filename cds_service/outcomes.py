@@ -25,7 +25,7 @@ from cds_service.pseudonym import pseudonym
 from fhir_mappers.bulk import TableStats, export_files, partition_export
 from fhir_mappers.events import IndexEvent, index_events, label_for
 from fhir_mappers.spec import ModelSpec, load_spec
-from fhir_mappers.timeutil import parse_fhir_datetime
+from fhir_mappers.timeutil import as_utc, parse_fhir_datetime
 
 
 @dataclass(slots=True)
@@ -35,10 +35,6 @@ class OutcomeStats:
     outcomes_written: int = 0
     window_still_open: int = 0
     by_label: dict[str, int] = field(default_factory=dict)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def export_time(export_dir: Path) -> datetime | None:
@@ -62,7 +58,7 @@ def _cards_by_pseudonym(engine: Engine) -> dict[str, list[tuple[str, str, dateti
     out: dict[str, list[tuple[str, str, datetime]]] = {}
     with engine.connect() as conn:
         for card_uuid, pseudo, model, requested in conn.execute(query):
-            out.setdefault(pseudo, []).append((card_uuid, model, _aware(requested)))
+            out.setdefault(pseudo, []).append((card_uuid, model, as_utc(requested)))
     return out
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cds_service.db_models import SeenJti
+from fhir_mappers.timeutil import as_utc
 
 log = logging.getLogger("cds_service.replay")
 _TABLE: sa.Table = SeenJti.__table__  # type: ignore[attr-defined]
@@ -51,7 +52,7 @@ class ReplayStore:
                 row = conn.execute(
                     sa.select(_TABLE.c.expires_at).where(_TABLE.c.jti_hash == key)
                 ).first()
-            if row is not None and _aware(row[0]) > now:
+            if row is not None and as_utc(row[0]) > now:
                 return False
             with self._engine.begin() as conn:  # an expired leftover: reuse the slot
                 conn.execute(
@@ -76,10 +77,6 @@ class ReplayStore:
                 return int(result.rowcount or 0)
         except SQLAlchemyError:
             return 0
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 __all__ = ["ReplayStore"]

@@ -9,7 +9,6 @@ from. No wall-clock time goes into the artifacts.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import platform
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cds_service.metrics import binary_metrics, calibration_curve
+from cds_service.metrics import binary_metrics, calibration_curve, subgroup_masks
 from cds_service.model_card import render_model_card
 from cds_service.paths import PROJECT_ROOT
 from cds_service.training_config import TrainingConfig, load_training_config
@@ -152,19 +151,9 @@ def reference_distribution(x: NDArray[np.float64], names: list[str]) -> dict[str
 def _subgroups(
     table: Table, mask: NDArray[np.bool_], p: NDArray[np.float64], cfg: TrainingConfig
 ) -> dict[str, Any]:
-    groups: dict[str, Any] = {}
     y = table.y[mask]
-    if "sex_male" in table.names:
-        sex = table.x[mask, table.names.index("sex_male")]
-        for label, sel in (("female", sex == 0), ("male", sex == 1)):
-            groups[f"sex={label}"] = binary_metrics(y[sel], p[sel])
-    if "age" in table.names:
-        age = table.x[mask, table.names.index("age")]
-        bands = cfg.age_bands
-        for lo, hi in itertools.pairwise(bands):
-            sel = (age >= lo) & (age < hi)
-            groups[f"age={lo:g}-{hi:g}"] = binary_metrics(y[sel], p[sel])
-    return groups
+    masks = subgroup_masks(table.names, table.x[mask], cfg.age_bands)
+    return {name: binary_metrics(y[sel], p[sel]) for name, sel in masks.items()}
 
 
 def library_versions() -> dict[str, str]:

@@ -12,16 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cds_service.db_models import WebSession
+from fhir_mappers.timeutil import as_utc
 
 TABLE: sa.Table = WebSession.__table__  # type: ignore[attr-defined]
 
 
 def _hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class SessionStore:
@@ -59,7 +56,7 @@ class SessionStore:
             ).first()
         if row is None or row.kind != kind:
             return None
-        if _aware(row.expires_at) <= (now or datetime.now(UTC)):
+        if as_utc(row.expires_at) <= (now or datetime.now(UTC)):
             self.delete(session_id)
             return None
         data: dict[str, Any] = json.loads(row.data)

@@ -76,6 +76,11 @@ def parse_fhir_datetime(text: object) -> FhirTime | None:
         return None
 
 
+def as_utc(moment: datetime) -> datetime:
+    """Timestamps read back from SQLite come naive but were written in UTC; make them aware."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def ensure_utc(moment: datetime) -> datetime:
     """Index times must be aware; reject naive ones at the edge rather than guess their zone."""
     if moment.tzinfo is None:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from cds_service.deployments import ENVIRONMENTS
 from cds_service.hook_defs import HookDefinition
 from cds_service.registry import Registry
+from fhir_mappers.timeutil import as_utc
 
 TS = sa.DateTime(timezone=True)
 MAX_RANGE_DAYS = 400
@@ -143,8 +144,7 @@ MONITORING_RUNS = _view(
 )
 
 
-def utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+utc = as_utc
 
 
 def _midnight(day: date) -> datetime:
