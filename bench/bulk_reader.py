@@ -448,7 +448,7 @@ def main() -> None:
     else:
         export = work / f"export-ed{args.ed_patients}-mi{args.post_mi_patients}-s{args.seed}"
         if not (export / "manifest.json").exists():
-            from cds_service.synth import generate_cohort
+            from cds_devtools.synth import generate_cohort
 
             t0 = time.perf_counter()
             generate_cohort(

@@ -209,7 +209,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
         export = args.export
         if export is None:
-            from cds_service.synth import generate_cohort
+            from cds_devtools.synth import generate_cohort
 
             export = Path(tmp)
             generate_cohort(export, ed_patients=0, post_mi_patients=3)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from cds_service.examples import ed_case, ed_prefetch, hook_body, obs, searchset
+from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body, obs, searchset
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUER = "urn:cds-risk:bench"
@@ -161,7 +161,7 @@ def run_wrk(
 
 def prepare(tmp: Path, port: int, shadow: bool) -> tuple[dict[str, str], object]:
     """Models (optionally with a shadow copy deployed), a trusted local key, the environment."""
-    from cds_service.signing import generate_key, public_jwks
+    from cds_service.security.local_issuer import generate_key, public_jwks
 
     models = Path(tmp) / "models"
     shutil.copytree(ROOT / "models", models)
@@ -178,8 +178,8 @@ def prepare(tmp: Path, port: int, shadow: bool) -> tuple[dict[str, str], object]
     if shadow:
         # A byte-identical copy under another version: the cost of shadow scoring, not its value.
         shutil.copytree(models / "ed-admission" / "1.0.0", models / "ed-admission" / "1.0.0-shadow")
-        from cds_service.db import make_engine, upgrade
-        from cds_service.deployments import append_record
+        from cds_service.db.engine import make_engine, upgrade
+        from cds_service.lifecycle.deployments import append_record
 
         url = env.get("CDS_DATABASE_URL") or f"sqlite:///{tmp}/cds.sqlite3"
         engine = make_engine(url)
@@ -204,7 +204,7 @@ def prepare(tmp: Path, port: int, shadow: bool) -> tuple[dict[str, str], object]
 
 
 def tokens_for(key: object, aud: str, n: int) -> list[str]:
-    from cds_service.signing import sign
+    from cds_service.security.local_issuer import sign
 
     return [sign(key, iss=ISSUER, aud=aud, lifetime=3000) for _ in range(n)]  # type: ignore[arg-type]
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from cds_service.app import create_app
+from cds_service.main import create_app
 
 
 def app() -> FastAPI:
     """Each worker process configures its own logging and tracing, then builds the app."""
     import os
 
-    from cds_service.logging_setup import configure_logging
-    from cds_service.settings import Settings
-    from cds_service.telemetry import configure_tracing
+    from cds_service.config import Settings
+    from cds_service.observability.logs import configure_logging
+    from cds_service.observability.traces import configure_tracing
 
     configure_logging(os.environ.get("CDS_LOG_LEVEL", "INFO"))
     settings = Settings()

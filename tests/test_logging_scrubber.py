@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from cds_service.logging_setup import REDACTED, SCRUB_PATTERNS, configure_logging, scrub
+from cds_service.observability.logs import REDACTED, SCRUB_PATTERNS, configure_logging, scrub
 
 CASES = {
     "bearer_token": ("auth header Bearer abc.DEF-123_x=", "abc.DEF-123_x"),

@@ -24,9 +24,10 @@ import sqlalchemy as sa
 from scipy.stats import ks_2samp
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from cds_service.db import make_engine, normalize_url, upgrade
-from cds_service.db_models import CardAudit, CardFeedback, Outcome
-from cds_service.monitoring import (
+from cds_service.db.engine import make_engine, normalize_url, upgrade
+from cds_service.db.tables import CardAudit, CardFeedback, Outcome
+from cds_service.monitoring.accumulate import feature_matrix
+from cds_service.monitoring.run import (
     MonitorReport,
     Thresholds,
     parse_duration,
@@ -34,8 +35,7 @@ from cds_service.monitoring import (
     run_monitoring,
     run_recent,
 )
-from cds_service.monitoring_accumulate import feature_matrix
-from cds_service.monitoring_stats import BottomKSample, psi, reference_bins
+from cds_service.stats.distributions import BottomKSample, psi, reference_bins
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "ed-admission"
@@ -492,7 +492,7 @@ def test_shifted_feature_raises_a_psi_alert_and_an_unshifted_one_does_not(
     for r in shifted.cards:
         r["requested_at"] += timedelta(days=1)
     shifted.insert(db)
-    caplog.set_level(logging.WARNING, logger="cds_service.monitoring")
+    caplog.set_level(logging.WARNING, logger="cds_service.monitoring.run")
     both = {"window_start": DAY0, "window_end": DAY0 + timedelta(days=2)}
     report = run_monitoring(db.engine, models_root, window=timedelta(days=1), **both)
     hr = [a for a in report.alerts if a.metric == "psi" and a.feature == "heart_rate"]

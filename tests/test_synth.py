@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from cds_service.synth import RESOURCE_TYPES, generate_cohort
+from cds_devtools.synth import RESOURCE_TYPES, generate_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_FILES = sorted((ROOT / "models").glob("*/features.toml"))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.model_runtime import load_model
-from cds_service.synth import generate_cohort
-from cds_service.training import train_model
+from cds_devtools.synth import generate_cohort
+from cds_service.serving.model_runtime import load_model
+from cds_service.training.train import train_model
 from tests.conftest import MODELS_DIR
 
 

@@ -1,11 +1,11 @@
-"""Alembic environment: the connection comes from cds_service.db (never from a config file)."""
+"""Alembic environment: the connection comes from cds_service.db.engine (never from a config file)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlmodel import SQLModel
 
-import cds_service.db_models  # noqa: F401  (registers the tables)
+import cds_service.db.tables  # noqa: F401  (registers the tables)
 
 target_metadata = SQLModel.metadata
 connection = context.config.attributes.get("connection")

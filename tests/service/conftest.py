@@ -15,9 +15,9 @@ import pytest
 import respx
 import sqlalchemy as sa
 
-from cds_service.app import create_app
-from cds_service.db import make_engine, normalize_url
-from cds_service.settings import Settings
+from cds_service.config import Settings
+from cds_service.db.engine import make_engine, normalize_url
+from cds_service.main import create_app
 from tests.service.server import ServerThread
 
 # A fixed "now" at a non-UTC-looking time; cases are built relative to it.
@@ -120,8 +120,8 @@ def debug_log_capture() -> Iterator[None]:
 
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    from cds_service.logging_setup import configure_logging
-    from cds_service.telemetry import configure_tracing
+    from cds_service.observability.logs import configure_logging
+    from cds_service.observability.traces import configure_tracing
 
     stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed at session end)
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import respx
 
-from cds_service.app import create_app
-from cds_service.examples import ed_case, ed_prefetch, hook_body
+from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body
+from cds_service.main import create_app
 from tests.service.conftest import NOW, Database, make_settings, new_database, postgres_base_url
 from tests.service.server import ServerThread, TcpProxy
 
@@ -113,11 +113,11 @@ def test_postgres_outage_spools_and_replays(tmp_path: Path) -> None:
 def test_a_row_the_database_refuses_goes_to_dead_letter_and_does_not_block_others(
     tmp_path: Path,
 ) -> None:
-    from cds_service.audit import AuditWriter
-    from cds_service.spool import Spool
+    from cds_service.audit.spool import Spool
+    from cds_service.audit.writer import AuditWriter
 
     db = new_database("sqlite", tmp_path)
-    from cds_service.db import upgrade
+    from cds_service.db.engine import upgrade
 
     upgrade(db.engine)
     spool = Spool(tmp_path / "spool")

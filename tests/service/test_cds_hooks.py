@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from cds_service.examples import (
+from cds_service.cds_hooks.examples import (
     ed_case,
     ed_prefetch,
     hook_body,

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from joserfc import jwk
 
-from cds_service.app import create_app
-from cds_service.examples import ed_case, ed_prefetch, hook_body
-from cds_service.signing import generate_key, public_jwks, sign
+from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body
+from cds_service.main import create_app
+from cds_service.security.local_issuer import generate_key, public_jwks, sign
 from tests.service.conftest import NOW, PUBLIC_BASE, make_settings, new_database
 from tests.service.server import ServerThread
 

@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
-from cds_service.app import create_app
-from cds_service.examples import ed_case, ed_prefetch, mi_prefetch, post_mi_case
-from cds_service.signing import generate_key, public_jwks
+from cds_service.cds_hooks.examples import ed_case, ed_prefetch, mi_prefetch, post_mi_case
+from cds_service.main import create_app
+from cds_service.security.local_issuer import generate_key, public_jwks
 from tests.service.conftest import NOW, make_settings, new_database
 from tests.service.server import ServerThread
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cds_service.examples import FAMILY, MRN, ed_case, ed_prefetch, hook_body
+from cds_service.cds_hooks.examples import FAMILY, MRN, ed_case, ed_prefetch, hook_body
 from tests.service.conftest import FHIR_BASE, NOW, Service, running_service
 
 ED = "ed-admission-risk"

@@ -16,13 +16,13 @@ import pytest
 import respx
 import sqlalchemy as sa
 
-from cds_service.app import create_app
-from cds_service.db_models import CardAudit
-from cds_service.deployments import all_records, verify_chain
-from cds_service.examples import ed_case, ed_prefetch, hook_body
-from cds_service.lifecycle import PromotionRefused, promote, rollback
-from cds_service.synth import generate_cohort
-from cds_service.training import train_model
+from cds_devtools.synth import generate_cohort
+from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body
+from cds_service.db.tables import CardAudit
+from cds_service.lifecycle.deployments import all_records, verify_chain
+from cds_service.lifecycle.promotion import PromotionRefused, promote, rollback
+from cds_service.main import create_app
+from cds_service.training.train import train_model
 from tests.conftest import MODELS_DIR, REPO_ROOT
 from tests.service.conftest import BACKENDS, NOW, Database, make_settings, new_database
 from tests.service.server import ServerThread
@@ -66,7 +66,7 @@ def world(
     request: pytest.FixtureRequest, trained: tuple[Path, Path], tmp_path: Path
 ) -> Iterator[World]:
     db = new_database(str(request.param), tmp_path)
-    from cds_service.db import upgrade
+    from cds_service.db.engine import upgrade
 
     upgrade(db.engine)
     yield World(trained[0], trained[1], db, tmp_path)

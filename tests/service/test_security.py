@@ -16,10 +16,10 @@ import pytest
 import respx
 from joserfc import jwk
 
-from cds_service.app import create_app
-from cds_service.examples import ed_case, ed_prefetch, hook_body
-from cds_service.signing import generate_key, public_jwks, sign
-from cds_service.trusted_callers import load_trusted_callers
+from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body
+from cds_service.main import create_app
+from cds_service.security.local_issuer import generate_key, public_jwks, sign
+from cds_service.security.trusted_callers import load_trusted_callers
 from tests.conftest import REPO_ROOT
 from tests.service.conftest import FHIR_BASE, NOW, PUBLIC_BASE, Database, make_settings
 from tests.service.conftest import new_database as _new_database

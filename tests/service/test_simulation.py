@@ -11,11 +11,11 @@ import httpx
 import pytest
 import respx
 
-from cds_service.app import create_app
-from cds_service.audit import AuditWriter
-from cds_service.signing import generate_key, public_jwks, sign
-from cds_service.simulate import run_simulation
-from cds_service.spool import Spool
+from cds_devtools.simulate import run_simulation
+from cds_service.audit.spool import Spool
+from cds_service.audit.writer import AuditWriter
+from cds_service.main import create_app
+from cds_service.security.local_issuer import generate_key, public_jwks, sign
 from tests.service.conftest import BACKENDS, PUBLIC_BASE, make_settings, new_database
 from tests.service.server import ServerThread
 

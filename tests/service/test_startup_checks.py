@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.model_runtime import ModelLoadError
-from cds_service.registry import load_registry
-from cds_service.settings import Settings
+from cds_service.config import Settings
+from cds_service.serving.model_runtime import ModelLoadError
+from cds_service.serving.registry import load_registry
 from tests.conftest import REPO_ROOT
 
 
@@ -61,7 +61,7 @@ def test_reordered_manifest_features_refuse_start(tmp_path: Path) -> None:
 
 
 def test_bad_prefetch_token_refuses_start(tmp_path: Path) -> None:
-    from cds_service.hook_defs import HookDefinitionError
+    from cds_service.serving.hook_defs import HookDefinitionError
 
     hooks, models = _copy(tmp_path)
     path = hooks / "post-mi-patient-view.toml"

@@ -22,18 +22,18 @@ import httpx
 import pytest
 import respx
 
-from cds_service.app import create_app
-from cds_service.audit import AuditWriter
-from cds_service.dashboard import queries
-from cds_service.db import upgrade
-from cds_service.deployments import append_record
-from cds_service.monitoring import run_monitoring
-from cds_service.registry import load_registry
-from cds_service.settings import Settings
-from cds_service.signing import generate_key, public_jwks, sign
-from cds_service.simulate import SimulationReport, run_simulation
-from cds_service.spool import Spool
-from cds_service.synth import BASE_TIME
+from cds_devtools.simulate import SimulationReport, run_simulation
+from cds_devtools.synth import BASE_TIME
+from cds_service.audit.spool import Spool
+from cds_service.audit.writer import AuditWriter
+from cds_service.config import Settings
+from cds_service.db.engine import upgrade
+from cds_service.lifecycle.deployments import append_record
+from cds_service.main import create_app
+from cds_service.monitoring.run import run_monitoring
+from cds_service.security.local_issuer import generate_key, public_jwks, sign
+from cds_service.serving.registry import load_registry
+from cds_service.web.dashboard import queries
 from tests.service.conftest import BACKENDS, Database, make_settings, new_database
 from tests.service.server import ServerThread, free_port
 
@@ -575,7 +575,7 @@ def run_async(fn: Any, *args: Any) -> Any:
 
 
 def _provider_client(key: Any) -> tuple[Any, httpx.AsyncClient]:
-    from cds_service.dashboard.auth import OidcClient
+    from cds_service.web.dashboard.auth import OidcClient
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/.well-known/openid-configuration"):
@@ -633,7 +633,7 @@ def _id_token(key: Any, **changes: Any) -> str:
     ],
 )
 def test_id_token_checks(changes: dict[str, Any], refused: str | None) -> None:
-    from cds_service.dashboard.auth import SignInError
+    from cds_service.web.dashboard.auth import SignInError
 
     key = generate_key("RS256")
     client, http = _provider_client(key)
@@ -659,7 +659,7 @@ def test_id_token_signed_by_another_key_or_with_hmac_is_refused() -> None:
     from joserfc import jwt
     from joserfc.jwk import OctKey
 
-    from cds_service.dashboard.auth import SignInError
+    from cds_service.web.dashboard.auth import SignInError
 
     key, stranger = generate_key("RS256"), generate_key("RS256", kid="x")
     client, http = _provider_client(key)
@@ -677,7 +677,7 @@ def test_id_token_signed_by_another_key_or_with_hmac_is_refused() -> None:
 
 
 def test_role_claim_and_return_paths() -> None:
-    from cds_service.dashboard.auth import has_role, safe_next
+    from cds_service.web.dashboard.auth import has_role, safe_next
 
     assert has_role({"groups": ["staff", "quality-team"]}, "groups", "quality-team")
     assert not has_role({"groups": ["staff"]}, "groups", "quality-team")
@@ -738,7 +738,7 @@ def test_development_user_needs_no_sign_in_and_empty_panels_say_so(tmp_path: Pat
 def test_role_claim_missing_from_the_id_token_is_read_from_userinfo(userinfo_sub: str) -> None:
     import base64
 
-    from cds_service.dashboard.auth import OidcClient
+    from cds_service.web.dashboard.auth import OidcClient
 
     key = generate_key("RS256")
     id_token = _id_token(key, groups=None)

@@ -21,11 +21,17 @@ import anyio
 import httpx
 import pytest
 
-from cds_service.app import create_app
-from cds_service.examples import ed_case, ed_prefetch, hook_body, mi_prefetch, post_mi_case
-from cds_service.settings import Settings
-from cds_service.smart import flow
-from cds_service.web_sessions import SessionStore
+from cds_service.cds_hooks.examples import (
+    ed_case,
+    ed_prefetch,
+    hook_body,
+    mi_prefetch,
+    post_mi_case,
+)
+from cds_service.config import Settings
+from cds_service.main import create_app
+from cds_service.web.sessions import SessionStore
+from cds_service.web.smart import flow
 from tests.service.conftest import BACKENDS, NOW, Database, make_settings, new_database
 from tests.service.server import ServerThread, free_port
 from tests.web.smart_servers import SmartEhr
@@ -592,7 +598,7 @@ def test_smart_logs_hold_no_patient_id_or_token(s: Smart) -> None:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-    smart_records = [r for r in handler.records if r.name.startswith("cds_service.smart")]
+    smart_records = [r for r in handler.records if r.name.startswith("cds_service.web.smart")]
     assert smart_records, "the flow logged nothing"
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in handler.records)
     assert "syn-mi-logcheck" not in text and "Zzyzxsynthetic" not in text

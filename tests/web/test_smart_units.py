@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.examples import ed_case, post_mi_case
-from cds_service.settings import Settings
-from cds_service.smart import flow
-from cds_service.smart.charts import Chart, Series, render_svg, trend_charts
-from cds_service.smart.page import CONTENT_SECURITY_POLICY, document, error_page
-from cds_service.smart.view import patient_queries
+from cds_service.cds_hooks.examples import ed_case, post_mi_case
+from cds_service.config import Settings
+from cds_service.web.smart import flow
+from cds_service.web.smart.charts import Chart, Series, render_svg, trend_charts
+from cds_service.web.smart.page import CONTENT_SECURITY_POLICY, document, error_page
+from cds_service.web.smart.view import patient_queries
 from fhir_mappers.facts import normalize
 from fhir_mappers.spec import ModelSpec, load_spec
 from tests.service.conftest import NOW

@@ -1,0 +1,133 @@
+"""Outcomes for audited cards, derived from a FHIR Bulk export through the same mapping engine.
+
+For each card, the label definition of its model (``[label]`` in features.toml) is evaluated with
+the card's request time as the index time and, as anchor, the latest index resource (the ED
+encounter, the infarction) at or before it. A card whose outcome window has not yet closed at the
+export's transaction time gets no outcome. Rows are keyed by card and audit pseudonym, never by
+patient id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cds_service.audit.writer import AuditWriter
+from cds_service.db.tables import CardAudit, Outcome
+from cds_service.security.pseudonym import pseudonym
+from fhir_mappers.bulk import TableStats, export_files, partition_export
+from fhir_mappers.events import IndexEvent, index_events, label_for
+from fhir_mappers.spec import ModelSpec, load_spec
+from fhir_mappers.timeutil import as_utc, parse_fhir_datetime
+
+
+@dataclass(slots=True)
+class OutcomeStats:
+    patients_seen: int = 0
+    cards_considered: int = 0
+    outcomes_written: int = 0
+    window_still_open: int = 0
+    by_label: dict[str, int] = field(default_factory=dict)
+
+
+def export_time(export_dir: Path) -> datetime | None:
+    manifest = export_dir / "manifest.json"
+    if manifest.is_file():
+        parsed = parse_fhir_datetime(json.loads(manifest.read_text()).get("transactionTime"))
+        if parsed is not None:
+            return parsed.value
+    return None
+
+
+def _cards_by_pseudonym(engine: Engine) -> dict[str, list[tuple[str, str, datetime]]]:
+    cards: sa.Table = CardAudit.__table__  # type: ignore[attr-defined]
+    outcomes: sa.Table = Outcome.__table__  # type: ignore[attr-defined]
+    query = sa.select(
+        cards.c.card_uuid, cards.c.patient_pseudonym, cards.c.model_name, cards.c.requested_at
+    ).where(
+        cards.c.card_kind == "risk",
+        ~sa.exists().where(outcomes.c.card_uuid == cards.c.card_uuid),
+    )
+    out: dict[str, list[tuple[str, str, datetime]]] = {}
+    with engine.connect() as conn:
+        for card_uuid, pseudo, model, requested in conn.execute(query):
+            out.setdefault(pseudo, []).append((card_uuid, model, as_utc(requested)))
+    return out
+
+
+def _event_for(resources: list[dict[str, Any]], spec: ModelSpec, at: datetime) -> IndexEvent:
+    anchors = [e for e in index_events(resources, spec) if e.anchor_time <= at]
+    if anchors:
+        latest = max(anchors, key=lambda e: e.anchor_time)
+        return IndexEvent(latest.anchor_ref, latest.anchor_time, at)
+    return IndexEvent("none", at, at)
+
+
+def derive_outcomes(
+    engine: Engine,
+    writer: AuditWriter,
+    models_root: Path,
+    export_dir: Path,
+    key: bytes,
+    *,
+    derived_at: datetime | None = None,
+) -> OutcomeStats:
+    stats = OutcomeStats()
+    cards = _cards_by_pseudonym(engine)
+    if not cards:
+        return stats
+    specs: dict[str, ModelSpec] = {}
+    closes_at = export_time(export_dir)
+    now = derived_at or datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for pid, resources in _patients(export_dir):
+        pseudo = pseudonym(key, "Patient", pid)
+        mine = cards.get(pseudo)
+        if not mine:
+            continue
+        stats.patients_seen += 1
+        for card_uuid, model, requested in mine:
+            stats.cards_considered += 1
+            spec = specs.get(model)
+            if spec is None:
+                spec = specs[model] = load_spec(models_root / model / "features.toml")
+            event = _event_for(resources, spec, requested)
+            base = event.anchor_time if spec.label.relative_to == "anchor" else event.index_time
+            if closes_at is not None and base + spec.label.window.end > closes_at:
+                stats.window_still_open += 1
+                continue
+            label = label_for(resources, event, spec.label)
+            stats.by_label[spec.label.name] = stats.by_label.get(spec.label.name, 0) + label
+            rows.append(
+                {
+                    "card_uuid": card_uuid,
+                    "label_name": spec.label.name,
+                    "patient_pseudonym": pseudo,
+                    "model_name": model,
+                    "label": label,
+                    "source": "bulk-export",
+                    "derived_at": now,
+                }
+            )
+        if len(rows) >= 1000:
+            writer.write("outcomes", rows)
+            stats.outcomes_written += len(rows)
+            rows = []
+    writer.write("outcomes", rows)
+    stats.outcomes_written += len(rows)
+    return stats
+
+
+def _patients(export_dir: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    if not export_files(export_dir):
+        raise FileNotFoundError(f"no FHIR Bulk NDJSON files in {export_dir}")
+    yield from partition_export(
+        export_dir, TableStats(), resource_types=("Patient", "Encounter", "Condition")
+    )

@@ -1,0 +1,347 @@
+"""SMART App Launch 2.x, EHR launch, as a server-side (confidential or public) client.
+
+1. ``/smart/launch?iss&launch``: check ``iss``, discover ``{iss}/.well-known/smart-configuration``,
+   keep ``state`` and the PKCE ``code_verifier`` in a server-side session, and send the browser to
+   the authorization endpoint (``response_type=code``, ``client_id``, ``redirect_uri``,
+   ``launch``, ``scope`` with ``launch``, ``state``, ``aud={iss}``, ``code_challenge`` S256).
+2. ``/smart/callback?code&state``: check ``state`` against the session, exchange the code with
+   Authlib's OAuth client (``code_verifier``; HTTP Basic for a confidential client, ``client_id``
+   in the body for a public one), and keep the access token and the launch context (``patient``,
+   ``encounter``, ``appContext``) in a new session that expires with the token.
+
+The browser only ever holds a cookie with a random session id. The access token is stored
+encrypted with a key derived from that id, so the session table alone does not give access to the
+FHIR server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import warnings
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+with warnings.catch_warnings():
+    # Authlib 1.6+ prefers the httpx2 package and warns when it falls back to httpx (which is
+    # what this service uses); the fallback is the supported path here.
+    # authlib.deprecate installs its own "always" filter on import: import it first.
+    import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
+
+    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
+    from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
+        AsyncOAuth2Client,
+        OAuthError,
+    )
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from cds_service.config import Environment, Settings
+from cds_service.security.trusted_callers import (
+    TrustedCallersError,
+    TrustedIssuer,
+    load_trusted_callers,
+    normalize_base,
+)
+
+SESSION_KIND = "smart"
+LAUNCH_SECONDS = 600  # from the launch to the return from the authorization server
+DEFAULT_TOKEN_SECONDS = 3600  # when the token response has no expires_in (SHOULD be <= 1 h)
+MAX_PARAM = 2048
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+HANDLE = re.compile(r"[A-Za-z0-9_-]{16}")
+
+
+class SmartError(Exception):
+    """A launch that cannot go on; the message is shown to the clinician (no identifiers)."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class SmartConfiguration:
+    authorization_endpoint: str
+    token_endpoint: str
+
+
+def cookie_name(handle: str) -> str:
+    return f"cds_smart_{handle}"
+
+
+def new_handle() -> str:
+    """A short, non-secret name for one launch: lets several launches (several patients) live
+    side by side in one browser without ever mixing them up."""
+    return secrets.token_urlsafe(12)
+
+
+def redirect_uri(settings: Settings) -> str:
+    return f"{settings.public_base_url}/smart/callback"
+
+
+def requested_scope(settings: Settings) -> str:
+    scopes = settings.smart_scopes.split()
+    if "launch" not in scopes:
+        scopes.insert(0, "launch")
+    return " ".join(dict.fromkeys(scopes))
+
+
+def _is_http_url(url: str, *, https_only: bool) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    schemes = ("https",) if https_only else ("https", "http")
+    return (
+        parts.scheme in schemes
+        and bool(parts.hostname)
+        and not parts.username
+        and not parts.password
+        and not parts.fragment
+    )
+
+
+def allowed_fhir_servers(
+    settings: Settings, issuers: dict[str, TrustedIssuer] | None
+) -> set[str] | None:
+    """The FHIR servers a launch may name as ``iss``: those of the trusted-callers file.
+    ``None`` means any http(s) URL (development only)."""
+    if settings.environment is Environment.development:
+        return None
+    if issuers is None:
+        path = settings.trusted_issuers_path
+        try:
+            issuers = load_trusted_callers(path) if path.is_file() else {}
+        except TrustedCallersError:
+            issuers = {}
+    return {s for issuer in issuers.values() for s in issuer.fhir_servers}
+
+
+def check_iss(iss: str | None, launch: str | None, allowed: set[str] | None, dev: bool) -> str:
+    if not iss or not launch:
+        raise SmartError(
+            400,
+            "Not an EHR launch",
+            "This app opens from the EHR (the risk card's link): the launch needs both 'iss' "
+            "and 'launch'.",
+        )
+    if len(iss) > MAX_PARAM or len(launch) > MAX_PARAM:
+        raise SmartError(400, "Launch refused", "The launch parameters are too long.")
+    if not _is_http_url(iss, https_only=not dev):
+        raise SmartError(
+            400,
+            "Launch refused",
+            "'iss' must be the FHIR server's https URL." if not dev else "'iss' is not a URL.",
+        )
+    base = normalize_base(iss)
+    if allowed is not None and base not in allowed:
+        raise SmartError(
+            403,
+            "Launch refused",
+            "This FHIR server is not registered with the risk service "
+            "(trusted-callers file, 'fhir_servers').",
+        )
+    return iss
+
+
+async def discover(http: httpx.AsyncClient, iss: str, dev: bool) -> SmartConfiguration:
+    url = f"{iss.rstrip('/')}/.well-known/smart-configuration"
+    try:
+        response = await http.get(url, headers={"Accept": "application/json"})
+    except httpx.HTTPError as exc:
+        raise SmartError(
+            502,
+            "EHR not reachable",
+            f"The FHIR server's SMART configuration could not be read ({type(exc).__name__}).",
+        ) from None
+    if response.status_code != 200:
+        raise SmartError(
+            502,
+            "EHR configuration missing",
+            f"The FHIR server answered HTTP {response.status_code} for "
+            ".well-known/smart-configuration.",
+        )
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise SmartError(502, "EHR configuration invalid", "The SMART configuration is not JSON.")
+    endpoints = {}
+    for key in ("authorization_endpoint", "token_endpoint"):
+        value = doc.get(key)
+        if not isinstance(value, str) or not _is_http_url(value, https_only=not dev):
+            raise SmartError(
+                502,
+                "EHR configuration invalid",
+                f"The SMART configuration has no usable '{key}'.",
+            )
+        endpoints[key] = value
+    methods = doc.get("code_challenge_methods_supported")
+    if isinstance(methods, list) and "S256" not in methods:
+        raise SmartError(
+            502,
+            "EHR configuration invalid",
+            "The authorization server does not support PKCE with S256, which SMART requires.",
+        )
+    return SmartConfiguration(endpoints["authorization_endpoint"], endpoints["token_endpoint"])
+
+
+def oauth_client(settings: Settings) -> AsyncOAuth2Client:
+    secret = settings.smart_client_secret
+    return AsyncOAuth2Client(
+        client_id=settings.smart_client_id,
+        client_secret=secret,
+        token_endpoint_auth_method="client_secret_basic" if secret else "none",
+        scope=requested_scope(settings),
+        redirect_uri=redirect_uri(settings),
+        code_challenge_method="S256",
+        timeout=settings.fhir_timeout_seconds,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def authorization_url(
+    settings: Settings,
+    config: SmartConfiguration,
+    *,
+    iss: str,
+    launch: str,
+    state: str,
+    code_verifier: str,
+) -> str:
+    client = oauth_client(settings)
+    url, _ = client.create_authorization_url(
+        config.authorization_endpoint,
+        state=state,
+        code_verifier=code_verifier,
+        launch=launch,
+        aud=iss,
+    )
+    return str(url)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantedLaunch:
+    access_token: str
+    expires_in: int
+    scope: str
+    patient: str
+    encounter: str | None
+    app_context: dict[str, Any] | None
+    need_patient_banner: bool | None
+
+
+def _app_context(raw: Any) -> dict[str, Any] | None:
+    """CDS Hooks passes the link's appContext to the app as a string (JSON for our cards)."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str) and len(raw) <= 4096:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+async def exchange_code(
+    settings: Settings, token_endpoint: str, code: str, code_verifier: str
+) -> GrantedLaunch:
+    try:
+        async with oauth_client(settings) as client:
+            token = await client.fetch_token(
+                token_endpoint,
+                grant_type="authorization_code",
+                code=code,
+                code_verifier=code_verifier,
+            )
+    except OAuthError as exc:
+        error = re.sub(r"[^a-z_]", "", str(getattr(exc, "error", "")).lower())[:40]
+        raise SmartError(
+            502,
+            "Authorization failed",
+            f"The EHR refused to exchange the authorization code ({error or 'error'}). "
+            "Open the app again from the card.",
+        ) from None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise SmartError(
+            502,
+            "Authorization failed",
+            f"The EHR's token endpoint did not answer usefully ({type(exc).__name__}).",
+        ) from None
+    access = token.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise SmartError(502, "Authorization failed", "The token response has no access token.")
+    if str(token.get("token_type", "")).lower() != "bearer":
+        raise SmartError(502, "Authorization failed", "The token is not a Bearer token.")
+    patient = token.get("patient")
+    if not isinstance(patient, str) or not FHIR_ID.fullmatch(patient):
+        raise SmartError(
+            400,
+            "No patient in context",
+            "The EHR did not pass a patient with the launch; open the app from the patient's card.",
+        )
+    encounter = token.get("encounter")
+    if not (isinstance(encounter, str) and FHIR_ID.fullmatch(encounter)):
+        encounter = None
+    raw_expiry = token.get("expires_in")
+    expires_in = (
+        int(raw_expiry)
+        if isinstance(raw_expiry, int | float) and not isinstance(raw_expiry, bool)
+        else DEFAULT_TOKEN_SECONDS
+    )
+    if expires_in <= 0:
+        raise SmartError(502, "Authorization failed", "The access token has already expired.")
+    banner = token.get("need_patient_banner")
+    return GrantedLaunch(
+        access_token=access,
+        expires_in=min(expires_in, settings.session_lifetime_seconds),
+        scope=str(token.get("scope", "")),
+        patient=patient,
+        encounter=encounter,
+        app_context=_app_context(token.get("appContext")),
+        need_patient_banner=banner if isinstance(banner, bool) else None,
+    )
+
+
+def lifetime(seconds: int) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+# --- the access token at rest: encrypted with a key only the cookie holder can derive ---------
+
+
+def _token_key(session_id: str) -> bytes:
+    return hashlib.sha256(b"cds-smart-access-token|" + session_id.encode()).digest()
+
+
+def seal_token(session_id: str, handle: str, token: str) -> str:
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(_token_key(session_id)).encrypt(nonce, token.encode(), handle.encode())
+    return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def open_token(session_id: str, handle: str, sealed: str) -> str | None:
+    try:
+        raw = base64.urlsafe_b64decode(sealed.encode())
+        plain = AESGCM(_token_key(session_id)).decrypt(raw[:12], raw[12:], handle.encode())
+    except (ValueError, InvalidTag):  # wrong key, tampered data: the session is unusable
+        return None
+    return plain.decode()
+
+
+def same(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and hmac.compare_digest(a.encode(), b.encode())

@@ -1,0 +1,339 @@
+"""HTML of the SMART app: one server-rendered page, no script, every value escaped; the card detail
+parts (factors, missing inputs) are Markdown rendered and sanitized by ``cds_service.web.markdown``.
+
+No patient identifier is shown: the clinician opened the app from the patient's chart.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from html import escape
+from typing import Any
+
+from cds_service.cds_hooks.cards import factor_lines, missing_lines
+from cds_service.serving.hook_defs import HookDefinition
+from cds_service.web.markdown import to_html
+from cds_service.web.smart.charts import render_svg
+from cds_service.web.smart.view import AppView
+
+CSS = """
+:root{--ink:#1d2733;--muted:#566473;--line:#d5dde6;--bg:#f5f7fa;--info:#1f6f43;
+--warning:#9a5b00;--critical:#b3261e;--accent:#1f5fa8}
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);
+background:var(--bg)}
+header{background:#22313f;color:#fff;padding:.7rem 1.5rem;display:flex;gap:1rem;
+align-items:baseline;flex-wrap:wrap}
+header h1{font-size:1.15rem;margin:0;font-weight:600}
+header p{margin:0;color:#c9d3dd;font-size:.9rem}
+main{max-width:72rem;margin:0 auto;padding:1rem 1.5rem 2rem}
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:1rem 1.25rem;
+margin:0 0 1rem}
+h2{font-size:1.05rem;margin:0 0 .6rem}
+.muted{color:var(--muted);font-size:.9rem}
+.risk{display:grid;grid-template-columns:minmax(14rem,auto) 1fr;gap:1.5rem;align-items:center}
+.big{font-size:3rem;font-weight:700;line-height:1}
+.band{display:inline-block;border-radius:999px;padding:.1rem .7rem;color:#fff;font-weight:600;
+font-size:.95rem;margin-left:.4rem;vertical-align:middle}
+.ind-info .big{color:var(--info)}.ind-info .band{background:var(--info)}
+.ind-warning .big{color:var(--warning)}.ind-warning .band{background:var(--warning)}
+.ind-critical .big{color:var(--critical)}.ind-critical .band{background:var(--critical)}
+.card-risk{margin:.6rem 0 0;font-size:.95rem}
+.notice{border-left:4px solid var(--warning);background:#fff7e8;padding:.5rem .8rem;margin:.6rem 0}
+.ok{border-left-color:var(--info);background:#eef8f1}
+table{border-collapse:collapse;width:100%;font-size:.95rem}
+th,td{text-align:left;border-bottom:1px solid var(--line);padding:.35rem .5rem}
+th{color:var(--muted);font-weight:600}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,460px),1fr));gap:.8rem}
+figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:.4rem .5rem}
+figcaption{font-weight:600;font-size:.95rem;margin:0 0 .2rem}
+svg.trend,svg.scale{max-width:100%;height:auto}
+@media (max-width:760px){.risk,.feedback{grid-template-columns:1fr;gap:.6rem}
+main{padding:.6rem}section{padding:.8rem}th,td{padding:.3rem}}
+.feedback{display:grid;grid-template-columns:1fr 2fr;gap:1.5rem}
+fieldset{border:0;padding:0;margin:0}
+legend{font-weight:600;margin-bottom:.3rem}
+label{display:block;margin:.2rem 0}
+textarea{width:100%;min-height:3.2rem;font:inherit;padding:.3rem}
+button{font:inherit;font-weight:600;border-radius:6px;padding:.45rem 1.1rem;cursor:pointer;
+border:1px solid transparent;margin-top:.5rem}
+.accept{background:var(--info);color:#fff}
+.dismiss{background:#fff;color:var(--critical);border-color:var(--critical)}
+footer{color:var(--muted);font-size:.85rem;text-align:center;padding:0 1rem 1.5rem}
+a{color:var(--accent)}
+"""
+CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{CSS_HASH}'; img-src 'self' data:; "
+    "form-action 'self'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+}
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%d %b %Y %H:%M} UTC"
+
+
+def _pct(risk: float) -> str:
+    return f"{100 * risk:.0f}%"
+
+
+def document(title: str, body: str, subtitle: str = "") -> str:
+    sub = f"<p>{escape(subtitle)}</p>" if subtitle else ""
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<meta name='referrer' content='same-origin'>"
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<header><h1>{escape(title)}</h1>{sub}</header><main>{body}</main>"
+        "<footer>Decision support only: it does not replace clinical judgement.</footer>"
+        "</body></html>"
+    )
+
+
+def error_page(title: str, message: str) -> str:
+    body = (
+        f"<section><h2>{escape(title)}</h2><p>{escape(message)}</p>"
+        "<p class='muted'>Nothing was stored. To try again, open the app from the risk card "
+        "in the EHR.</p></section>"
+    )
+    return document("Risk details", body)
+
+
+def _risk_scale(hook_def: HookDefinition, now: float | None, card: float | None) -> str:
+    """The bands on a 0-100% bar, with the current risk (filled marker) and the card's (ring)."""
+    width, left, right = 560, 10, 10
+    plot = width - left - right
+    out = [
+        f'<svg class="scale" role="img" viewBox="0 0 {width} 62" width="{width}" height="62" '
+        'aria-label="risk bands" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    colours = {"info": "#cfe9d9", "warning": "#f6deb0", "critical": "#f3c4c0"}
+    start = 0.0
+    for band in hook_def.bands:
+        end = min(band.below, 1.0)
+        x0, x1 = left + plot * start, left + plot * end
+        out.append(
+            f'<rect x="{x0:.1f}" y="22" width="{x1 - x0:.1f}" height="14" '
+            f'fill="{colours.get(band.indicator, "#e3e7ec")}"/>'
+        )
+        out.append(
+            f'<text x="{(x0 + x1) / 2:.1f}" y="50" font-size="11" text-anchor="middle" '
+            f'fill="#3d4a57">{escape(band.name)}</text>'
+        )
+        if end < 1.0:
+            out.append(
+                f'<text x="{x1:.1f}" y="16" font-size="10" text-anchor="middle" '
+                f'fill="#566473">{end * 100:.0f}%</text>'
+            )
+        start = end
+    if card is not None:
+        cx = left + plot * min(max(card, 0.0), 1.0)
+        out.append(
+            f'<circle cx="{cx:.1f}" cy="29" r="7" fill="none" stroke="#22313f" '
+            'stroke-width="2"><title>risk on the card</title></circle>'
+        )
+    if now is not None:
+        nx = left + plot * min(max(now, 0.0), 1.0)
+        out.append(
+            f'<circle cx="{nx:.1f}" cy="29" r="5" fill="#22313f"><title>risk now</title></circle>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _risk_section(view: AppView) -> str:
+    hook_def = view.hook_def
+    card = view.card
+    card_risk = card.risk if card is not None and card.same_patient else None
+    parts = []
+    if view.prediction is not None and view.band is not None:
+        parts.append(
+            f"<div class='risk ind-{escape(view.band.indicator)}' id='risk-now'>"
+            f"<div><div class='big' data-risk='{view.prediction.risk:.4f}'>"
+            f"{_pct(view.prediction.risk)}<span class='band'>{escape(view.band.name)}</span>"
+            f"</div></div><div><p><strong>{escape(hook_def.card.risk_sentence)}</strong>, "
+            f"computed now ({_when(view.index_time)}) from the EHR's current data.</p>"
+            f"{_risk_scale(hook_def, view.prediction.risk, card_risk)}</div></div>"
+        )
+    else:
+        spec = view.model.spec
+        labels = ", ".join(spec.feature(n).label for n in view.extraction.missing_required(spec))
+        parts.append(
+            "<div id='risk-now'><p class='notice'><strong>No risk can be computed now</strong>: "
+            f"required inputs are missing or stale ({escape(labels)}). The model is never run "
+            "on defaults in their place.</p></div>"
+        )
+    if view.card_problem:
+        parts.append(f"<p class='notice'>{escape(view.card_problem)}</p>")
+    elif card is not None:
+        shown = (
+            f"<strong>{_pct(card.risk)}</strong> ({escape(card.band or '')})"
+            if card.risk is not None
+            else "no risk (inputs were missing)"
+        )
+        same_version = card.model_version == view.model.version
+        version_note = (
+            ""
+            if same_version
+            else f"; the risk now comes from version {escape(view.model.version)}"
+        )
+        parts.append(
+            f"<p class='card-risk' id='card-risk'>On the card you opened this from "
+            f"(shown {_when(card.requested_at)}): {shown}, model "
+            f"{escape(card.model_name)} {escape(card.model_version)}{version_note}.</p>"
+        )
+    if view.truncated:
+        parts.append(
+            "<p class='notice'>The FHIR server returned more data than the service reads; "
+            "the oldest measurements may be missing.</p>"
+        )
+    return (
+        "<section aria-labelledby='h-risk'><h2 id='h-risk'>Risk</h2>"
+        + "".join(parts)
+        + ("</section>")
+    )
+
+
+def _factors_section(view: AppView) -> str:
+    if view.prediction is None:
+        return ""
+    spec = view.model.spec
+    lines = factor_lines(spec, view.extraction, view.prediction, len(spec.features))
+    markdown = "\n".join(["| factor | value, time | effect (log-odds) |", "|---|---|---|", *lines])
+    return (
+        "<section id='factors' aria-labelledby='h-factors'>"
+        "<h2 id='h-factors'>Contributing factors</h2>"
+        "<p class='muted'>Largest effect first. The effect is the factor's contribution to the "
+        "model's calibrated log-odds: positive raises the risk, negative lowers it.</p>"
+        f"{to_html(markdown)}</section>"
+    )
+
+
+def _trends_section(view: AppView) -> str:
+    if not view.charts:
+        return ""
+    figures = "".join(
+        f"<figure><figcaption>{escape(c.title)}</figcaption>{render_svg(c)}</figure>"
+        for c in view.charts
+    )
+    return (
+        "<section id='trends' aria-labelledby='h-trends'><h2 id='h-trends'>Trends</h2>"
+        "<p class='muted'>Each input over the period the model looks back. The shaded part is "
+        "what the model uses; grey points are older. Hover a point for its value and time.</p>"
+        f"<div class='charts'>{figures}</div></section>"
+    )
+
+
+def _missing_section(view: AppView) -> str:
+    lines = missing_lines(view.model.spec, view.extraction)
+    body = (
+        to_html("\n".join(lines))
+        if lines
+        else "<p>None: every input the model uses was available.</p>"
+    )
+    return (
+        "<section id='missing' aria-labelledby='h-missing'>"
+        "<h2 id='h-missing'>Missing or stale inputs</h2>"
+        "<p class='muted'>The model treats these as unknown.</p>"
+        f"{body}</section>"
+    )
+
+
+def _model_section(view: AppView, base_url: str, environment: str) -> str:
+    model = view.model
+    url = f"{base_url}/models/{model.name}/{model.version}"
+    env = (
+        ""
+        if environment == "production"
+        else f" · environment <strong>{escape(environment)}</strong>"
+    )
+    return (
+        "<section id='model' aria-labelledby='h-model'><h2 id='h-model'>Model</h2>"
+        f"<p><a href='{escape(url)}' target='_blank' rel='noopener'>{escape(model.name)} "
+        f"{escape(model.version)}</a> (model card){env}<br><span class='muted'>artifact sha256 "
+        f"<code>{escape(model.artifact_sha256[:12])}</code> · service "
+        f"{escape(view.hook_def.title)}</span></p></section>"
+    )
+
+
+def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, Any] | None) -> str:
+    if not view.feedback_allowed:
+        return ""
+    if given:
+        what = "Accepted" if given.get("outcome") == "accepted" else "Dismissed"
+        reason = f": {escape(str(given['reason']))}" if given.get("reason") else ""
+        return (
+            "<section id='feedback' aria-labelledby='h-feedback'>"
+            "<h2 id='h-feedback'>Your response</h2>"
+            f"<p class='notice ok' id='feedback-done'>{what}{reason}. Recorded "
+            f"{escape(str(given.get('at', '')))}, thank you.</p></section>"
+        )
+    hidden = (
+        f"<input type='hidden' name='s' value='{escape(handle)}'>"
+        f"<input type='hidden' name='csrf' value='{escape(csrf)}'>"
+    )
+    reasons = "".join(
+        f"<label><input type='radio' name='reason' value='{escape(r.code)}' required> "
+        f"{escape(r.display)}</label>"
+        for r in view.hook_def.card.override_reasons
+    )
+    return (
+        "<section id='feedback' aria-labelledby='h-feedback'>"
+        "<h2 id='h-feedback'>Your response to the card</h2><div class='feedback'>"
+        f"<form method='post' action='/smart/feedback'>{hidden}"
+        "<input type='hidden' name='outcome' value='accepted'>"
+        "<fieldset><legend>Accept</legend><p class='muted'>The risk is plausible and you will "
+        "take it into account.</p><label for='c-accept'>Comment (optional)</label>"
+        "<textarea id='c-accept' name='comment' maxlength='2000'></textarea></fieldset>"
+        "<button class='accept' type='submit'>Accept</button></form>"
+        f"<form method='post' action='/smart/feedback'>{hidden}"
+        "<input type='hidden' name='outcome' value='overridden'>"
+        f"<fieldset><legend>Dismiss, with a reason</legend>{reasons}"
+        "<label for='c-dismiss'>Comment (optional)</label>"
+        "<textarea id='c-dismiss' name='comment' maxlength='2000'></textarea></fieldset>"
+        "<button class='dismiss' type='submit'>Dismiss</button></form>"
+        "</div></section>"
+    )
+
+
+def app_page(
+    view: AppView,
+    *,
+    handle: str,
+    csrf: str,
+    given: dict[str, Any] | None,
+    base_url: str,
+    environment: str,
+    banner_requested: bool = False,
+) -> str:
+    banner = (
+        "<p class='notice' id='no-banner'>This app shows no patient name or number: check in "
+        "the EHR that the patient open there is the one you mean.</p>"
+        if banner_requested
+        else ""
+    )
+    body = "".join(
+        [
+            banner,
+            _risk_section(view),
+            _factors_section(view),
+            _trends_section(view),
+            _missing_section(view),
+            _model_section(view, base_url, environment),
+            _feedback_section(view, handle, csrf, given),
+        ]
+    )
+    return document(
+        view.hook_def.title,
+        body,
+        "Risk details for the patient open in your EHR",
+    )

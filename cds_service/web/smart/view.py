@@ -1,0 +1,165 @@
+"""What the SMART app shows: the patient's data read now from the FHIR server with the launch's
+access token, mapped by ``fhir_mappers`` with the live model's feature spec, scored by the live
+model, and the card the app was opened from (looked up in the audit views)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cds_service.cds_hooks.fhir_client import FhirClient, FhirFetchError
+from cds_service.serving.hook_defs import Band, HookDefinition
+from cds_service.serving.model_runtime import LoadedModel, Prediction
+from cds_service.web.smart.charts import Chart, trend_charts
+from cds_service.web.smart.flow import SmartError
+from fhir_mappers.extract import Extraction, aggregate
+from fhir_mappers.facts import normalize
+from fhir_mappers.resources import dedupe, flatten, patient_id_of
+from fhir_mappers.spec import ModelSpec
+
+PAGE_SIZE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CardRecord:
+    card_uuid: str
+    service_id: str
+    model_name: str
+    model_version: str
+    card_kind: str
+    risk: float | None
+    band: str | None
+    requested_at: datetime
+    same_patient: bool
+
+
+def find_card(engine: Engine, card_uuid: str, patient_pseudonym: str) -> CardRecord | None:
+    query = sa.text(
+        "SELECT card_uuid, service_id, model_name, model_version, card_kind, risk, risk_band, "
+        "requested_at, patient_pseudonym FROM v_cards WHERE card_uuid = :card"
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query, {"card": card_uuid}).first()
+    if row is None:
+        return None
+    requested = row.requested_at
+    if isinstance(requested, str):  # SQLite through a view may hand back text
+        requested = datetime.fromisoformat(requested)
+    return CardRecord(
+        card_uuid=row.card_uuid,
+        service_id=row.service_id,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        card_kind=row.card_kind,
+        risk=row.risk,
+        band=row.risk_band,
+        requested_at=requested,
+        same_patient=row.patient_pseudonym == patient_pseudonym,
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def patient_queries(spec: ModelSpec, patient: str, now: datetime) -> list[str]:
+    """Searches for exactly the resource types and periods the feature spec reads."""
+    pid = quote(patient, safe="")
+    queries = []
+    sources = {f.source for f in spec.features}
+    if "patient" in sources:
+        queries.append(f"Patient/{pid}")
+    for source, resource in (("observation", "Observation"), ("encounter", "Encounter")):
+        starts = [f.window.start for f in spec.features if f.source == source and f.window]
+        if starts:
+            since = now + min(starts) - timedelta(days=1)
+            params = {"patient": patient, "date": f"ge{_iso(since)}", "_count": str(PAGE_SIZE)}
+            queries.append(f"{resource}?{urlencode(params)}")
+    if "condition" in sources:
+        queries.append(f"Condition?{urlencode({'patient': patient, '_count': str(PAGE_SIZE)})}")
+    return queries
+
+
+async def fetch_patient_data(
+    client: FhirClient, iss: str, token: str, patient: str, spec: ModelSpec, now: datetime
+) -> tuple[list[dict[str, Any]], bool]:
+    """(the patient's resources, whether a search was cut at the service's limits)."""
+    queries = patient_queries(spec, patient, now)
+    results = await asyncio.gather(
+        *(client.fetch(iss, q, token) for q in queries), return_exceptions=True
+    )
+    resources: list[dict[str, Any]] = []
+    truncated = False
+    for query, result in zip(queries, results, strict=True):
+        if isinstance(result, FhirFetchError):
+            if "HTTP 401" in result.reason:
+                raise SmartError(
+                    401,
+                    "Access has ended",
+                    "The EHR no longer accepts this app's access. Open the app again from the "
+                    "card.",
+                )
+            if "HTTP 403" in result.reason:
+                raise SmartError(
+                    403,
+                    "Access not granted",
+                    "The EHR did not let this app read the patient's data (granted scopes); "
+                    "ask the EHR's administrators to grant the scopes in the app's "
+                    "registration.",
+                )
+            raise SmartError(
+                502,
+                "Patient data unavailable",
+                f"The FHIR server could not be read: {result.reason}.",
+            )
+        if isinstance(result, BaseException):
+            raise result
+        if result.not_found and query.startswith("Patient/"):
+            raise SmartError(404, "Patient not found", "The FHIR server has no such patient.")
+        truncated = truncated or result.truncated
+        resources.extend(r for r in result.resources if patient_id_of(r) == patient)
+    return resources, truncated
+
+
+@dataclass(slots=True)
+class AppView:
+    hook_def: HookDefinition
+    model: LoadedModel
+    index_time: datetime
+    extraction: Extraction
+    prediction: Prediction | None
+    band: Band | None
+    charts: list[Chart]
+    card: CardRecord | None
+    card_problem: str | None
+    truncated: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def feedback_allowed(self) -> bool:
+        return self.card_problem is None
+
+
+def score(
+    hook_def: HookDefinition,
+    model: LoadedModel,
+    resources: list[dict[str, Any]],
+    now: datetime,
+) -> tuple[Extraction, Prediction | None, Band | None, list[Chart]]:
+    """The same mapping and model as the CDS Hooks call (``fhir_mappers.extract`` in two steps,
+    so the normalized facts are at hand for the trend charts)."""
+    spec = model.spec
+    unique, _ = dedupe(flatten(resources).resources)
+    facts = normalize(unique, spec)
+    extraction = aggregate(facts, now, spec)
+    charts = trend_charts(spec, facts, extraction.index_time)
+    if extraction.missing_required(spec):
+        return extraction, None, None, charts
+    prediction = model.explain(extraction.vector(model.feature_names))
+    return extraction, prediction, hook_def.band_for(prediction.risk), charts
