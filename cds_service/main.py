@@ -11,7 +11,7 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -42,13 +42,14 @@ from cds_service.db.engine import make_engine, upgrade
 from cds_service.errors import ServiceError, error_response, json_response
 from cds_service.observability.traces import tracer
 from cds_service.security.jwks import JwksCache
-from cds_service.security.jwt_auth import Authenticator, AuthError, Caller
+from cds_service.security.jwt_auth import Authenticator, Caller
 from cds_service.security.pseudonym import pseudonym
 from cds_service.security.replay import ReplayStore
 from cds_service.security.trusted_callers import load_trusted_callers
 from cds_service.serving.hook_defs import HookDefinition
 from cds_service.serving.model_runtime import LoadedModel
 from cds_service.serving.registry import Registry, load_registry
+from cds_service.state import Clock, ServiceState
 from cds_service.web.dashboard import routes as dashboard_routes
 from cds_service.web.markdown import to_html
 from cds_service.web.sessions import SessionStore
@@ -57,52 +58,10 @@ from fhir_mappers.extract import Extraction, extract
 from fhir_mappers.units import DEFAULT_CONVERTER
 
 log = logging.getLogger("cds_service")
-Clock = Callable[[], datetime]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-class ServiceState:
-    """Everything a request needs, built once at start-up."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        registry: Registry,
-        writer: AuditWriter,
-        fhir: FhirClient,
-        http: httpx.AsyncClient,
-        clock: Clock,
-        authenticator: Authenticator | None,
-        sessions: SessionStore | None = None,
-        web_http: httpx.AsyncClient | None = None,
-    ) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.writer = writer
-        self.fhir = fhir
-        self.http = http
-        self.clock = clock
-        self.authenticator = authenticator
-        # For the dashboard (OIDC) and the SMART app: server-side sessions, and an HTTP client
-        # for identity providers and FHIR servers the browser flows talk to.
-        self.sessions = sessions
-        self.web_http = web_http
-
-    async def caller(self, request: Request, *paths: str) -> Caller | None:
-        """Verify the JWT for this endpoint (audience = the exact URL called)."""
-        if self.authenticator is None:
-            return None
-        base = self.settings.public_base_url
-        try:
-            return await self.authenticator.verify(
-                request.headers.get("authorization"), tuple(base + p for p in paths)
-            )
-        except AuthError as exc:
-            log.info("rejected call: %s", exc)
-            raise ServiceError(401, str(exc)) from None
 
 
 def build_authenticator(

@@ -134,7 +134,7 @@ class BottomKSample:
 def calibration_bins(
     y: FloatArray, p: FloatArray, bins: int = CALIBRATION_BINS
 ) -> list[dict[str, float]]:
-    """Observed vs predicted in equal-width risk bins: the bins of the ECE in cds_service.stats.metrics.
+    """Observed vs predicted in equal-width risk bins: the bins of the ECE in stats.metrics.
 
     Bin ``k`` holds risks in [k/bins, (k+1)/bins) (the last bin includes 1.0); empty bins are left
     out.

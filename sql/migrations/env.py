@@ -1,4 +1,4 @@
-"""Alembic environment: the connection comes from cds_service.db.engine (never from a config file)."""
+"""Alembic environment: the connection comes from cds_service.db.engine, never a config file."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ from cds_service.web.smart.page import SECURITY_HEADERS, app_page, error_page
 from cds_service.web.smart.view import AppView, CardRecord, fetch_patient_data, find_card, score
 
 if TYPE_CHECKING:
-    from cds_service.main import ServiceState
+    from cds_service.state import ServiceState
 
 log = logging.getLogger("cds_service.web.smart")
 router = APIRouter()
