@@ -152,43 +152,16 @@ def aggregate(pf: PatientFacts, index_time: datetime, spec: ModelSpec) -> Extrac
     index_iso = _iso(index_time)
     for i, feat in enumerate(spec.features):
         notes = tuple(f"{reason} x{count}" for reason, count in sorted(pf.notes[i].items()))
-        unit = _output_unit(feat)
         if feat.source == "patient":
-            value = _patient_value(feat, pf, index_time)
-            used: list[Fact] = []
-            reason = None if value is not None else f"patient {feat.attribute} unknown"
-            sources: tuple[SourceRef, ...] = (
-                (SourceRef(pf.patient_ref, index_iso),) if pf.patient_ref else ()
-            )
+            value, used, reason, sources = _from_patient(feat, pf, index_time, index_iso)
         else:
-            assert feat.window is not None
-            lo, hi = index_time + feat.window.start, index_time + feat.window.end
-            in_window = _in_window(pf.facts[i], lo, hi)
-            value, used, reason = _aggregate(feat, in_window, index_time)
-            if value is None and not in_window:
-                earlier = [f.time for f in pf.facts[i] if f.time <= lo]
-                skipped = pf.before[i] if pf.before else None
-                if skipped is not None:
-                    earlier.append(skipped)
-                if earlier:
-                    reason = f"stale: last value {_iso(max(earlier))}, before the window"
-                elif notes:
-                    reason = "no usable value in window"
-            sources = tuple(SourceRef(f.ref, _iso(f.time)) for f in used)
-        if value is not None and feat.plausible is not None:
-            low, high = feat.plausible
-            if not low <= value <= high:
-                warnings["implausible_value"] += 1
-                reason = f"value {value:.4g} outside plausible range [{low:g}, {high:g}]"
-                value = None
-        if value is not None and not math.isfinite(value):
-            value, reason = None, "non-finite value"
-        time = _iso(used[-1].time) if used else None
+            value, used, reason, sources = _from_window(feat, pf, i, index_time, notes)
+        value, reason = _checked(feat, value, reason, warnings)
         values[feat.name] = value
         provenance[feat.name] = Provenance(
             value=value,
-            unit=unit,
-            time=time,
+            unit=_output_unit(feat),
+            time=_iso(used[-1].time) if used else None,
             sources=sources,
             missing_reason=reason if value is None else None,
             notes=notes,
@@ -196,6 +169,59 @@ def aggregate(pf: PatientFacts, index_time: datetime, spec: ModelSpec) -> Extrac
     return Extraction(
         index_time=index_time, values=values, provenance=provenance, warnings=warnings
     )
+
+
+_Aggregated = tuple[float | None, list[Fact], str | None, tuple[SourceRef, ...]]
+
+
+def _from_patient(
+    feat: FeatureSpec, pf: PatientFacts, index_time: datetime, index_iso: str
+) -> _Aggregated:
+    value = _patient_value(feat, pf, index_time)
+    reason = None if value is not None else f"patient {feat.attribute} unknown"
+    sources = (SourceRef(pf.patient_ref, index_iso),) if pf.patient_ref else ()
+    return value, [], reason, sources
+
+
+def _from_window(
+    feat: FeatureSpec, pf: PatientFacts, i: int, index_time: datetime, notes: tuple[str, ...]
+) -> _Aggregated:
+    assert feat.window is not None
+    lo, hi = index_time + feat.window.start, index_time + feat.window.end
+    in_window = _in_window(pf.facts[i], lo, hi)
+    value, used, reason = _aggregate(feat, in_window, index_time)
+    if value is None and not in_window:
+        reason = _why_nothing_in_window(pf, i, lo, notes) or reason
+    return value, used, reason, tuple(SourceRef(f.ref, _iso(f.time)) for f in used)
+
+
+def _why_nothing_in_window(
+    pf: PatientFacts, i: int, lo: datetime, notes: tuple[str, ...]
+) -> str | None:
+    """Stale beats unusable: a value before the window says more than a note about a bad one."""
+    earlier = [f.time for f in pf.facts[i] if f.time <= lo]
+    skipped = pf.before[i] if pf.before else None
+    if skipped is not None:
+        earlier.append(skipped)
+    if earlier:
+        return f"stale: last value {_iso(max(earlier))}, before the window"
+    if notes:
+        return "no usable value in window"
+    return None
+
+
+def _checked(
+    feat: FeatureSpec, value: float | None, reason: str | None, warnings: Counter[str]
+) -> tuple[float | None, str | None]:
+    """Implausible and non-finite values become missing, with the reason why."""
+    if value is not None and feat.plausible is not None:
+        low, high = feat.plausible
+        if not low <= value <= high:
+            warnings["implausible_value"] += 1
+            return None, f"value {value:.4g} outside plausible range [{low:g}, {high:g}]"
+    if value is not None and not math.isfinite(value):
+        return None, "non-finite value"
+    return value, reason
 
 
 def _earliest_offset(spec: ModelSpec) -> timedelta:

@@ -156,47 +156,65 @@ def _node_value(
 ) -> tuple[float | None, str | None]:
     """The value of an Observation or component for one feature, or why there is none."""
     if feat.aggregation in ("count", "days_since") and not feat.unit and not feat.value_map:
-        if "dataAbsentReason" in node and not any(k.startswith("value") for k in node):
-            return None, "data absent"
-        return 1.0, None
+        return _presence_value(node)
     quantity = node.get("valueQuantity")
     if isinstance(quantity, dict):
-        raw = quantity.get("value")
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            return None, "malformed value"
-        comparator = quantity.get("comparator")
-        if comparator is not None and comparator not in COMPARATORS:
-            return None, "malformed comparator"
-        unit = quantity_unit(quantity)
-        if unit is None:
-            if not _unitless(feat):
-                return None, "unit missing or not UCUM"
-            return float(raw), None
-        if feat.unit is None:
-            return None, "feature has no canonical unit"
-        try:
-            value = converter.convert(float(raw), unit, feat.unit, feat.molar_mass)
-        except UnitError:
-            return None, f"unit not convertible ({unit[:20]})"
-        return value, ("comparator" if comparator else None)
+        return _quantity_value(quantity, feat, converter)
     if "valueInteger" in node:
-        raw = node["valueInteger"]
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            return None, "malformed value"
-        if not _unitless(feat):
-            return None, "integer without unit"
-        return float(raw), None
+        return _integer_value(node["valueInteger"], feat)
     concept = node.get("valueCodeableConcept")
     if concept is not None:
-        if not feat.value_map:
-            return None, "coded value for a numeric feature"
-        for key in coding_keys(concept):
-            if key in feat.value_map:
-                return feat.value_map[key], None
-        return None, "coded value not in value_map"
+        return _coded_value(concept, feat)
     if "dataAbsentReason" in node:
         return None, "data absent"
     return None, "no value"
+
+
+def _presence_value(node: dict[str, Any]) -> tuple[float | None, str | None]:
+    """Counted features only ask whether a measurement was made, not what it said."""
+    if "dataAbsentReason" in node and not any(k.startswith("value") for k in node):
+        return None, "data absent"
+    return 1.0, None
+
+
+def _quantity_value(
+    quantity: dict[str, Any], feat: FeatureSpec, converter: UnitConverter
+) -> tuple[float | None, str | None]:
+    raw = quantity.get("value")
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None, "malformed value"
+    comparator = quantity.get("comparator")
+    if comparator is not None and comparator not in COMPARATORS:
+        return None, "malformed comparator"
+    unit = quantity_unit(quantity)
+    if unit is None:
+        if not _unitless(feat):
+            return None, "unit missing or not UCUM"
+        return float(raw), None
+    if feat.unit is None:
+        return None, "feature has no canonical unit"
+    try:
+        value = converter.convert(float(raw), unit, feat.unit, feat.molar_mass)
+    except UnitError:
+        return None, f"unit not convertible ({unit[:20]})"
+    return value, ("comparator" if comparator else None)
+
+
+def _integer_value(raw: Any, feat: FeatureSpec) -> tuple[float | None, str | None]:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        return None, "malformed value"
+    if not _unitless(feat):
+        return None, "integer without unit"
+    return float(raw), None
+
+
+def _coded_value(concept: Any, feat: FeatureSpec) -> tuple[float | None, str | None]:
+    if not feat.value_map:
+        return None, "coded value for a numeric feature"
+    for key in coding_keys(concept):
+        if key in feat.value_map:
+            return feat.value_map[key], None
+    return None, "coded value not in value_map"
 
 
 def _add(
@@ -262,29 +280,48 @@ def _match_codes(concept: Any, lookup: dict[str, dict[str, tuple[int, ...]]]) ->
     return found
 
 
-def _observation(
-    res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts, converter: UnitConverter
-) -> None:
-    lookup = compiled.observation_by_system
-    code = res.get("code")
+def _malformed_observation(code: Any, components: Any) -> bool:
+    if _malformed_concept(code):
+        return True
+    if components is None:
+        return False
+    return type(components) is not list or any(
+        type(c) is not dict or _malformed_concept(c.get("code")) for c in components
+    )
+
+
+def _matched_nodes(
+    res: dict[str, Any], code: Any, components: Any, lookup: dict[str, dict[str, tuple[int, ...]]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """(feature index, node) for the resource's own code and each of its components' codes."""
     matched: list[tuple[int, dict[str, Any]]] = [(idx, res) for idx in _match_codes(code, lookup)]
-    components = res.get("component")
-    if _malformed_concept(code) or (
-        components is not None
-        and (
-            type(components) is not list
-            or any(type(c) is not dict or _malformed_concept(c.get("code")) for c in components)
-        )
-    ):
-        out.warnings["malformed_resource"] += 1
     if type(components) is list:
         for comp in components:
             if type(comp) is dict:
                 matched.extend((idx, comp) for idx in _match_codes(comp.get("code"), lookup))
+    return matched
+
+
+def _keep_latest_before(
+    out: PatientFacts, matched: list[tuple[int, dict[str, Any]]], when: datetime
+) -> None:
+    for idx, _node in matched:
+        seen_before = out.before[idx]
+        if seen_before is None or when > seen_before:
+            out.before[idx] = when
+
+
+def _observation(
+    res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts, converter: UnitConverter
+) -> None:
+    code = res.get("code")
+    components = res.get("component")
+    matched = _matched_nodes(res, code, components, compiled.observation_by_system)
+    if _malformed_observation(code, components):
+        out.warnings["malformed_resource"] += 1
     if not matched:
         return
     status = res.get("status")
-    ref = f"Observation/{res.get('id', '?')}"
     if status not in COUNTED_OBSERVATION_STATUSES:
         for idx, _node in matched:
             out.notes[idx][f"status {str(status)[:20]} not counted"] += 1
@@ -292,11 +329,9 @@ def _observation(
         return
     when = observation_time(res, out.warnings)
     if out.earliest is not None and when is not None and when <= out.earliest:
-        for idx, _node in matched:
-            seen_before = out.before[idx]
-            if seen_before is None or when > seen_before:
-                out.before[idx] = when
+        _keep_latest_before(out, matched, when)
         return
+    ref = f"Observation/{res.get('id', '?')}"
     features = compiled.spec.features
     done: set[int] = set()  # one resource is one measurement per feature
     for idx, node in matched:
@@ -310,28 +345,42 @@ def _observation(
             _add(out, idx, when, value, why, ref)
 
 
-def _encounter(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -> None:
-    if not compiled.encounter_features:
-        return
+def _encounter_keys(res: dict[str, Any], out: PatientFacts) -> set[str]:
+    """The coding keys of an Encounter's class (R4 Coding or R5 list) and types."""
     klass = res.get("class")
     keys = set(coding_keys(klass)) if isinstance(klass, dict) else set()
     if isinstance(klass, list):  # R5 shape: a list of CodeableConcepts
         for concept in klass:
             keys.update(coding_keys(concept))
     types = res.get("type")
-    if (
-        (
-            _malformed_concept(klass)
-            if type(klass) is not list
-            else any(map(_malformed_concept, klass))
-        )
-        or (types is not None and type(types) is not list)
-        or (type(types) is list and any(map(_malformed_concept, types)))
-    ):
+    if type(klass) is list:
+        class_malformed = any(map(_malformed_concept, klass))
+    else:
+        class_malformed = _malformed_concept(klass)
+    types_malformed = types is not None and (
+        type(types) is not list or any(map(_malformed_concept, types))
+    )
+    if class_malformed or types_malformed:
         out.warnings["malformed_resource"] += 1
     if isinstance(types, list):
         for concept in types:
             keys.update(coding_keys(concept))
+    return keys
+
+
+def _encounter_attribute(res: dict[str, Any], feat: FeatureSpec) -> float | None:
+    attr = res.get(feat.attribute or "")
+    concepts = attr if isinstance(attr, list) else [attr]
+    return next(
+        (feat.value_map[k] for c in concepts for k in coding_keys(c) if k in feat.value_map),
+        None,
+    )
+
+
+def _encounter(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -> None:
+    if not compiled.encounter_features:
+        return
+    keys = _encounter_keys(res, out)
     if not keys:
         return
     spec = compiled.spec
@@ -351,12 +400,7 @@ def _encounter(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -
         if feat.attribute is None:
             _add(out, idx, when, 1.0, None, ref)
             continue
-        attr = res.get(feat.attribute)
-        concepts = attr if isinstance(attr, list) else [attr]
-        value = next(
-            (feat.value_map[k] for c in concepts for k in coding_keys(c) if k in feat.value_map),
-            None,
-        )
+        value = _encounter_attribute(res, feat)
         _add(out, idx, when, value, None if value is not None else "code not in value_map", ref)
 
 
