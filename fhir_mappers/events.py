@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_mappers.facts import (
@@ -19,7 +19,7 @@ from fhir_mappers.facts import (
     coding_keys,
     condition_onset,
 )
-from fhir_mappers.spec import LabelSpec, ModelSpec
+from fhir_mappers.spec import IndexSpec, LabelSpec, ModelSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,37 @@ def _encounter_start(res: dict[str, Any], warnings: Counter[str]) -> datetime | 
     return _time(period.get("start"), warnings) if isinstance(period, dict) else None
 
 
+def _anchor(
+    res: dict[str, Any], idx: IndexSpec, wanted: set[str], warnings: Counter[str]
+) -> datetime | None:
+    """The anchor time of a resource that is an index event, else None."""
+    if res.get("resourceType") != idx.resource:
+        return None
+    if idx.resource == "Encounter":
+        if res.get("status") in EXCLUDED_ENCOUNTER_STATUSES or not wanted & encounter_codes(res):
+            return None
+        return _encounter_start(res, warnings)
+    if not wanted & set(coding_keys(res.get("code"))):
+        return None
+    verification = coding_keys(res.get("verificationStatus"))
+    if any(k.rsplit("|", 1)[-1] in EXCLUDED_CONDITION_VERIFICATION for k in verification):
+        return None
+    # the same onset rule as the days-since feature, so that day 14 is day 14
+    return _time(condition_onset(res), warnings)
+
+
+def _representable(events: list[IndexEvent], margins: list[timedelta]) -> bool:
+    """Every window around the events can be computed (a sentinel 9999-12-31 cannot)."""
+    try:
+        for event in events:
+            for moment in (event.anchor_time, event.index_time):
+                for delta in margins:
+                    _ = moment + delta
+    except OverflowError:
+        return False
+    return True
+
+
 def index_events(resources: list[dict[str, Any]], spec: ModelSpec) -> list[IndexEvent]:
     """Prediction moments for one patient, sorted, independent of resource order."""
     idx = spec.index
@@ -53,24 +84,7 @@ def index_events(resources: list[dict[str, Any]], spec: ModelSpec) -> list[Index
     margins = [min(w.start for w in windows), max(w.end for w in windows)]
     for res in resources:
         try:
-            if res.get("resourceType") != idx.resource:
-                continue
-            if idx.resource == "Encounter":
-                if res.get("status") in EXCLUDED_ENCOUNTER_STATUSES:
-                    continue
-                if not wanted & encounter_codes(res):
-                    continue
-                anchor = _encounter_start(res, warnings)
-            else:
-                if not wanted & set(coding_keys(res.get("code"))):
-                    continue
-                verification = coding_keys(res.get("verificationStatus"))
-                if any(
-                    k.rsplit("|", 1)[-1] in EXCLUDED_CONDITION_VERIFICATION for k in verification
-                ):
-                    continue
-                # the same onset rule as the days-since feature, so that day 14 is day 14
-                anchor = _time(condition_onset(res), warnings)
+            anchor = _anchor(res, idx, wanted, warnings)
         except (AttributeError, TypeError, ValueError, OverflowError):
             continue
         if anchor is None:
@@ -78,13 +92,10 @@ def index_events(resources: list[dict[str, Any]], spec: ModelSpec) -> list[Index
         ref = f"{idx.resource}/{res.get('id', '?')}"
         try:
             new = [IndexEvent(ref, anchor, anchor + offset) for offset in idx.offsets]
-            for event in new:  # every window around the event must be representable
-                for moment in (event.anchor_time, event.index_time):
-                    for delta in margins:
-                        _ = moment + delta
         except OverflowError:  # a sentinel date such as 9999-12-31: no prediction moment
             continue
-        events.extend(new)
+        if _representable(new, margins):
+            events.extend(new)
     events.sort(key=lambda e: (e.index_time, e.anchor_ref))
     # One infarction coded twice (SNOMED and ICD-10 Conditions) is one prediction moment.
     unique: list[IndexEvent] = []
