@@ -15,8 +15,8 @@ memory stays flat however many observations are asked for.
 Modules: ``clock`` (time and its Dutch civil formatting), ``draws`` (seeded random draws),
 ``codes`` and ``kinds`` (terminology and measured concepts), ``ndjson`` (files and ids),
 ``resources`` (Patient, Encounter, Condition), ``observations``, ``ed`` (the ED cohort),
-``post_mi`` (home monitoring after an infarction) and ``cohort`` (the whole export). Names with a
-leading underscore are shared inside this package only.
+``post_mi`` (home monitoring after an infarction) and ``cohort`` (the whole export). The modules
+are internal: only the names below are the package's API.
 """
 
 from __future__ import annotations

@@ -11,15 +11,15 @@ from bisect import bisect_right
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Final
 
-_CET: Final = timezone(timedelta(hours=1))
+CET: Final = timezone(timedelta(hours=1))
 _CEST: Final = timezone(timedelta(hours=2))
 #: The export's transactionTime. All data lie before it, so the cohort never depends on "now".
-BASE_TIME: Final = datetime(2026, 1, 1, tzinfo=_CET)
-_END: Final = int(BASE_TIME.timestamp())
+BASE_TIME: Final = datetime(2026, 1, 1, tzinfo=CET)
+END: Final = int(BASE_TIME.timestamp())
 MINUTE: Final = 60
 HOUR: Final = 3600
 DAY: Final = 86400
-_YEAR: Final = 365.2425 * DAY
+YEAR: Final = 365.2425 * DAY
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 
 
@@ -59,26 +59,26 @@ def _stamp(t: int, suffix: str) -> str:
     return f"{text}{_HH_MM[sec // 60]}:{sec % 60:02d}{suffix}"
 
 
-def _local(t: int) -> str:
+def local_time(t: int) -> str:
     """Amsterdam civil time with its offset, the way Dutch EHRs write timestamps."""
     if bisect_right(_DST_BOUNDS, t) & 1:
         return _stamp(t + 7200, "+02:00")
     return _stamp(t + 3600, "+01:00")
 
 
-def _utc(t: int) -> str:
+def utc_time(t: int) -> str:
     return _stamp(t, "Z")
 
 
-def _local_ordinal(t: int) -> int:
+def local_ordinal(t: int) -> int:
     return (t + _nl_offset(t)) // DAY + _EPOCH_ORDINAL
 
 
-def _local_to_epoch(ordinal: int, seconds: float) -> int:
+def local_to_epoch(ordinal: int, seconds: float) -> int:
     """Epoch of a local wall-clock time; home measurements follow the clock, not UTC."""
     naive = (ordinal - _EPOCH_ORDINAL) * DAY + int(seconds)
     return naive - _nl_offset(naive - HOUR)
 
 
-def _date_text(t: int) -> str:
-    return date.fromordinal(_local_ordinal(t)).isoformat()
+def date_text(t: int) -> str:
+    return date.fromordinal(local_ordinal(t)).isoformat()

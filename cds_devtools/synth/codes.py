@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from cds_devtools.synth.draws import _cum
+from cds_devtools.synth.draws import cumulative
 
 Json = dict[str, Any]
 
@@ -28,44 +28,44 @@ HOME_SYMPTOMS: Final = f"{EXAMPLE}/CodeSystem/home-symptoms"
 LOCAL_LAB: Final = f"{EXAMPLE}/CodeSystem/local-lab"
 LOCAL_FLOWSHEET: Final = f"{EXAMPLE}/CodeSystem/local-flowsheet"
 MRN_SYSTEM: Final = f"{EXAMPLE}/sid/synthetic-mrn"
-_NON_UCUM_UNITS: Final = "http://devices.example/units"
+NON_UCUM_UNITS: Final = "http://devices.example/units"
 
 
-def _coding(system: str, code: str, display: str) -> Json:
+def make_coding(system: str, code: str, display: str) -> Json:
     return {"system": system, "code": code, "display": display}
 
 
-def _concept(*codings: Json) -> Json:
+def concept(*codings: Json) -> Json:
     return {"coding": list(codings)}
 
 
-def _loinc(code: str, display: str) -> Json:
-    return _coding(LOINC, code, display)
+def loinc(code: str, display: str) -> Json:
+    return make_coding(LOINC, code, display)
 
 
 def _category(code: str, display: str) -> list[Json]:
-    return [_concept(_coding(OBS_CATEGORY, code, display))]
+    return [concept(make_coding(OBS_CATEGORY, code, display))]
 
 
-_VITALS: Final = _category("vital-signs", "Vital Signs")
-_LABORATORY: Final = _category("laboratory", "Laboratory")
-_SURVEY: Final = _category("survey", "Survey")
+VITALS: Final = _category("vital-signs", "Vital Signs")
+LABORATORY: Final = _category("laboratory", "Laboratory")
+SURVEY: Final = _category("survey", "Survey")
 
-_CLASS_EMER: Final = _coding(ACT_CODE, "EMER", "emergency")
-_CLASS_IMP: Final = _coding(ACT_CODE, "IMP", "inpatient encounter")
-_CLASS_ACUTE: Final = _coding(ACT_CODE, "ACUTE", "inpatient acute")
-_CLASS_AMB: Final = _coding(ACT_CODE, "AMB", "ambulatory")
-_PRIORITY: Final = {
-    "S": _coding(ACT_PRIORITY, "S", "stat"),
-    "EM": _coding(ACT_PRIORITY, "EM", "emergency"),
-    "UR": _coding(ACT_PRIORITY, "UR", "urgent"),
-    "R": _coding(ACT_PRIORITY, "R", "routine"),
-    "EL": _coding(ACT_PRIORITY, "EL", "elective"),
+CLASS_EMER: Final = make_coding(ACT_CODE, "EMER", "emergency")
+CLASS_IMP: Final = make_coding(ACT_CODE, "IMP", "inpatient encounter")
+CLASS_ACUTE: Final = make_coding(ACT_CODE, "ACUTE", "inpatient acute")
+CLASS_AMB: Final = make_coding(ACT_CODE, "AMB", "ambulatory")
+PRIORITY: Final = {
+    "S": make_coding(ACT_PRIORITY, "S", "stat"),
+    "EM": make_coding(ACT_PRIORITY, "EM", "emergency"),
+    "UR": make_coding(ACT_PRIORITY, "UR", "urgent"),
+    "R": make_coding(ACT_PRIORITY, "R", "routine"),
+    "EL": make_coding(ACT_PRIORITY, "EL", "elective"),
 }
-_ADMIT_FROM_ED: Final = {
+ADMIT_FROM_ED: Final = {
     "hospitalization": {
-        "admitSource": _concept(
-            _coding(
+        "admitSource": concept(
+            make_coding(
                 "http://terminology.hl7.org/CodeSystem/admit-source",
                 "emd",
                 "From accident/emergency department",
@@ -74,8 +74,8 @@ _ADMIT_FROM_ED: Final = {
     }
 }
 
-_ARRIVAL: Final = {
-    mode: _coding(ARRIVAL_MODE, mode, display)
+ARRIVAL: Final = {
+    mode: make_coding(ARRIVAL_MODE, mode, display)
     for mode, display in (
         ("ambulance", "Ambulance"),
         ("helicopter", "Helicopter (mobile medical team)"),
@@ -83,22 +83,22 @@ _ARRIVAL: Final = {
         ("referral", "Referred by general practitioner"),
     )
 }
-_TRANSPORT_CODE: Final = {"coding": [_loinc("11459-5", "Transport mode")], "text": "Arrival mode"}
+TRANSPORT_CODE: Final = {"coding": [loinc("11459-5", "Transport mode")], "text": "Arrival mode"}
 
-_DATA_ABSENT: Final = _cum(
+DATA_ABSENT_REASONS: Final = cumulative(
     [
-        (4, {"coding": [_coding(DATA_ABSENT, "not-performed", "Not Performed")]}),
-        (2, {"coding": [_coding(DATA_ABSENT, "error", "Error")]}),
-        (2, {"coding": [_coding(DATA_ABSENT, "unknown", "Unknown")]}),
-        (1, {"coding": [_coding(DATA_ABSENT, "asked-declined", "Asked But Declined")]}),
+        (4, {"coding": [make_coding(DATA_ABSENT, "not-performed", "Not Performed")]}),
+        (2, {"coding": [make_coding(DATA_ABSENT, "error", "Error")]}),
+        (2, {"coding": [make_coding(DATA_ABSENT, "unknown", "Unknown")]}),
+        (1, {"coding": [make_coding(DATA_ABSENT, "asked-declined", "Asked But Declined")]}),
     ]
 )
-_ERROR_STATUSES: Final = _cum([(7, "entered-in-error"), (3, "cancelled")])
+ERROR_STATUSES: Final = cumulative([(7, "entered-in-error"), (3, "cancelled")])
 
-_SYNTHETIC_TAG: Final = [
-    _coding("http://terminology.hl7.org/CodeSystem/v3-ActReason", "HTEST", "test health data")
+SYNTHETIC_TAG: Final = [
+    make_coding("http://terminology.hl7.org/CodeSystem/v3-ActReason", "HTEST", "test health data")
 ]
-_GIVEN_NAMES: Final = (
+GIVEN_NAMES: Final = (
     "Alfa",
     "Bravo",
     "Charlie",
@@ -114,21 +114,25 @@ _GIVEN_NAMES: Final = (
 )
 
 
-_MI_CODES: Final = {
-    "22298006": _coding(SNOMED, "22298006", "Myocardial infarction"),
-    "57054005": _coding(SNOMED, "57054005", "Acute myocardial infarction"),
-    "401303003": _coding(SNOMED, "401303003", "Acute ST segment elevation myocardial infarction"),
-    "401314000": _coding(
+MI_CODES: Final = {
+    "22298006": make_coding(SNOMED, "22298006", "Myocardial infarction"),
+    "57054005": make_coding(SNOMED, "57054005", "Acute myocardial infarction"),
+    "401303003": make_coding(
+        SNOMED, "401303003", "Acute ST segment elevation myocardial infarction"
+    ),
+    "401314000": make_coding(
         SNOMED, "401314000", "Acute non-ST segment elevation myocardial infarction"
     ),
 }
-_MI_SNOMED: Final = _cum([(45, "22298006"), (22, "401303003"), (23, "401314000"), (10, "57054005")])
-_I21_9: Final = _coding(ICD10, "I21.9", "Acute myocardial infarction, unspecified")
-_CONDITION_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-_CONDITION_VERIFICATION: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-_ENCOUNTER_DIAGNOSIS: Final = [
-    _concept(
-        _coding(
+MI_SNOMED: Final = cumulative(
+    [(45, "22298006"), (22, "401303003"), (23, "401314000"), (10, "57054005")]
+)
+I21_9: Final = make_coding(ICD10, "I21.9", "Acute myocardial infarction, unspecified")
+CONDITION_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VERIFICATION: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+ENCOUNTER_DIAGNOSIS: Final = [
+    concept(
+        make_coding(
             "http://terminology.hl7.org/CodeSystem/condition-category",
             "encounter-diagnosis",
             "Encounter Diagnosis",

@@ -8,10 +8,10 @@ from typing import Final
 import orjson
 from tqdm import tqdm
 
-from cds_devtools.synth.clock import _END, _local
+from cds_devtools.synth.clock import END, local_time
 from cds_devtools.synth.codes import EXAMPLE, RESOURCE_TYPES, Json
 from cds_devtools.synth.ed import ed_patient
-from cds_devtools.synth.ndjson import _Writer
+from cds_devtools.synth.ndjson import Writer
 from cds_devtools.synth.post_mi import post_mi_patient
 
 GENERATOR_VERSION: Final = "1"
@@ -19,7 +19,7 @@ GENERATOR_VERSION: Final = "1"
 
 def _manifest(counts: dict[str, int], seed: int, ed_patients: int, post_mi_patients: int) -> Json:
     return {
-        "transactionTime": _local(_END),
+        "transactionTime": local_time(END),
         "request": f"{EXAMPLE}/fhir/$export?_type=" + ",".join(RESOURCE_TYPES),
         "requiresAccessToken": False,
         "output": [
@@ -59,7 +59,7 @@ def generate_cohort(
     out_dir.mkdir(parents=True, exist_ok=True)
     # A manifest left from an earlier run would vouch for files that are about to be replaced.
     (out_dir / "manifest.json").unlink(missing_ok=True)
-    synth = _Writer(out_dir, seed)
+    synth = Writer(out_dir, seed)
     bar = tqdm(
         total=ed_patients + post_mi_patients,
         unit="patient",

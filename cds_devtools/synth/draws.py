@@ -10,7 +10,7 @@ from typing import TypeVar
 _T = TypeVar("_T")
 
 
-def _cum(items: Sequence[tuple[float, _T]]) -> tuple[tuple[float, _T], ...]:
+def cumulative(items: Sequence[tuple[float, _T]]) -> tuple[tuple[float, _T], ...]:
     """Cumulative-threshold table so a weighted choice costs one ``random()`` call."""
     total = sum(w for w, _ in items)
     acc = 0.0
@@ -21,7 +21,7 @@ def _cum(items: Sequence[tuple[float, _T]]) -> tuple[tuple[float, _T], ...]:
     return tuple(out)
 
 
-def _pick(rng: random.Random, table: Sequence[tuple[float, _T]]) -> _T:
+def pick(rng: random.Random, table: Sequence[tuple[float, _T]]) -> _T:
     r = rng.random()
     for threshold, item in table:
         if r < threshold:
@@ -29,7 +29,7 @@ def _pick(rng: random.Random, table: Sequence[tuple[float, _T]]) -> _T:
     return table[-1][1]
 
 
-def _stream(seed: int, cohort: str, index: int) -> random.Random:
+def patient_stream(seed: int, cohort: str, index: int) -> random.Random:
     """A per-patient stream: a patient's data do not depend on how many others are generated.
 
     String seeds are hashed with SHA-512 by ``random``, stable across runs and platforms (unlike
@@ -38,20 +38,20 @@ def _stream(seed: int, cohort: str, index: int) -> random.Random:
     return random.Random(f"{seed}:{cohort}:{index}")  # noqa: S311
 
 
-def _randint(rng: random.Random, low: int, high: int) -> int:
+def randint(rng: random.Random, low: int, high: int) -> int:
     """Uniform integer in [low, high]; ``Random.randint`` is several times slower."""
     return low + int(rng.random() * (high - low + 1))
 
 
-def _clamp(value: float, low: float, high: float) -> float:
+def clamp(value: float, low: float, high: float) -> float:
     return low if value < low else high if value > high else value
 
 
-def _logistic(x: float) -> float:
+def logistic(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def _poisson(rng: random.Random, lam: float) -> int:
+def poisson(rng: random.Random, lam: float) -> int:
     limit, k, p = math.exp(-lam), 0, rng.random()
     while p > limit:
         k += 1
@@ -59,5 +59,5 @@ def _poisson(rng: random.Random, lam: float) -> int:
     return k
 
 
-def _num(value: float, decimals: int) -> float | int:
+def rounded(value: float, decimals: int) -> float | int:
     return round(value) if decimals == 0 else round(value, decimals)

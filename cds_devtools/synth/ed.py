@@ -7,9 +7,17 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-from cds_devtools.synth.clock import _END, _YEAR, DAY, HOUR, MINUTE, _local_ordinal, _local_to_epoch
-from cds_devtools.synth.codes import _CLASS_EMER, _CLASS_IMP
-from cds_devtools.synth.draws import _clamp, _cum, _logistic, _pick, _poisson, _randint, _stream
+from cds_devtools.synth.clock import DAY, END, HOUR, MINUTE, YEAR, local_ordinal, local_to_epoch
+from cds_devtools.synth.codes import CLASS_EMER, CLASS_IMP
+from cds_devtools.synth.draws import (
+    clamp,
+    cumulative,
+    logistic,
+    patient_stream,
+    pick,
+    poisson,
+    randint,
+)
 from cds_devtools.synth.kinds import (
     CREATININE,
     CRP,
@@ -21,9 +29,9 @@ from cds_devtools.synth.kinds import (
     SPO2,
     TEMPERATURE,
 )
-from cds_devtools.synth.ndjson import _Writer
+from cds_devtools.synth.ndjson import Writer
 from cds_devtools.synth.observations import arrival_mode, blood_pressure, quantity
-from cds_devtools.synth.resources import _Ctx, _Person, admission, encounter, patient
+from cds_devtools.synth.resources import Ctx, Person, admission, encounter, patient
 
 _ED_INTERCEPT: Final = -2.45
 
@@ -44,18 +52,18 @@ class _Triage:
     creatinine: float
 
 
-def _triage(rng: random.Random, person: _Person, age: float, acuity: float) -> _Triage:
+def _triage(rng: random.Random, person: Person, age: float, acuity: float) -> _Triage:
     """Physiology at arrival: driven by a latent acuity, infection, and chronic disease."""
     a_pos = max(acuity, 0.0)
-    infection = rng.random() < _logistic(-1.5 + 0.5 * acuity)
-    hr = _clamp(78 + 9 * acuity + (12 if infection else 0) + rng.gauss(0, 11), 35, 190)
-    rr = _clamp(16 + 2.5 * acuity + (2 if infection else 0) + rng.gauss(0, 2.5), 8, 45)
-    sbp = _clamp(
+    infection = rng.random() < logistic(-1.5 + 0.5 * acuity)
+    hr = clamp(78 + 9 * acuity + (12 if infection else 0) + rng.gauss(0, 11), 35, 190)
+    rr = clamp(16 + 2.5 * acuity + (2 if infection else 0) + rng.gauss(0, 2.5), 8, 45)
+    sbp = clamp(
         134 + 0.35 * (age - 55) - 8 * acuity - (6 if infection else 0) + rng.gauss(0, 18),
         60,
         230,
     )
-    dbp = _clamp(0.5 * sbp + 12 + rng.gauss(0, 9), 30, sbp - 10)
+    dbp = clamp(0.5 * sbp + 12 + rng.gauss(0, 9), 30, sbp - 10)
     temp = 36.9 + rng.gauss(0, 0.35)
     if infection:
         temp += 1.3 + rng.gauss(0, 0.6)
@@ -89,13 +97,13 @@ def _triage(rng: random.Random, person: _Person, age: float, acuity: float) -> _
         rr=rr,
         sbp=sbp,
         dbp=dbp,
-        temp=_clamp(temp, 32, 42.3),
-        spo2=_clamp(spo2, 70, 100),
-        crp=_clamp(crp, 0.3, 450),
-        lactate=_clamp(lactate, 0.3, 15),
-        leukocytes=_clamp(leukocytes, 0.5, 80),
-        glucose=_clamp(glucose, 2.2, 45),
-        creatinine=_clamp(creatinine, 25, 1500),
+        temp=clamp(temp, 32, 42.3),
+        spo2=clamp(spo2, 70, 100),
+        crp=clamp(crp, 0.3, 450),
+        lactate=clamp(lactate, 0.3, 15),
+        leukocytes=clamp(leukocytes, 0.5, 80),
+        glucose=clamp(glucose, 2.2, 45),
+        creatinine=clamp(creatinine, 25, 1500),
     )
 
 
@@ -125,11 +133,11 @@ def _admission_logit(
     )
 
 
-def ed_visit(w: _Writer, rng: random.Random, person: _Person, t0: int, acuity: float) -> int:
+def ed_visit(w: Writer, rng: random.Random, person: Person, t0: int, acuity: float) -> int:
     """One ED visit with triage, first labs and the admission decision; returns its end."""
     age = person.age(t0)
     v = _triage(rng, person, age, acuity)
-    p_amb = _logistic(-1.3 + 0.8 * acuity + 0.025 * (age - 55))
+    p_amb = logistic(-1.3 + 0.8 * acuity + 0.025 * (age - 55))
     if rng.random() < p_amb:
         mode = "helicopter" if rng.random() < 0.02 else "ambulance"
     else:
@@ -147,12 +155,12 @@ def ed_visit(w: _Writer, rng: random.Random, person: _Person, t0: int, acuity: f
     )
     prior = sum(1 for s in person.admissions if t0 - 365 * DAY < s <= t0 - DAY)
     lp = _admission_logit(age, person.male, v, ambulance, urgency, prior)
-    admitted = rng.random() < _logistic(lp + rng.gauss(0, 0.7))
+    admitted = rng.random() < logistic(lp + rng.gauss(0, 0.7))
 
     adm_start = t0 + HOUR + int(rng.random() ** 1.3 * 7 * HOUR)
-    ed_end = adm_start if admitted else t0 + _randint(rng, 90, 360) * MINUTE
-    eid = encounter(w, rng, person, _CLASS_EMER, prio, t0, ed_end)
-    ctx = _Ctx(person.subject, {"reference": f"Encounter/{eid}"})
+    ed_end = adm_start if admitted else t0 + randint(rng, 90, 360) * MINUTE
+    eid = encounter(w, rng, person, CLASS_EMER, prio, t0, ed_end)
+    ctx = Ctx(person.subject, {"reference": f"Encounter/{eid}"})
     _ed_observations(w, rng, ctx, v, mode, t0)
 
     if admitted:
@@ -160,16 +168,16 @@ def ed_visit(w: _Writer, rng: random.Random, person: _Person, t0: int, acuity: f
         return admission(w, rng, person, adm_start, "EM", los)
     if rng.random() < 0.015:
         # Discharged home, back within days: an admission outside the 24-hour label window.
-        start = t0 + _randint(rng, 30, 96) * HOUR
+        start = t0 + randint(rng, 30, 96) * HOUR
         return admission(w, rng, person, start, "UR", rng.uniform(1, 5))
     return ed_end
 
 
 def _ed_observations(
-    w: _Writer, rng: random.Random, ctx: _Ctx, v: _Triage, mode: str, t0: int
+    w: Writer, rng: random.Random, ctx: Ctx, v: _Triage, mode: str, t0: int
 ) -> None:
-    arrival_mode(w, rng, ctx, mode, t0 + _randint(rng, 0, 180))
-    tv = t0 + _randint(rng, 2, 30) * MINUTE
+    arrival_mode(w, rng, ctx, mode, t0 + randint(rng, 0, 180))
+    tv = t0 + randint(rng, 2, 30) * MINUTE
     monitor = (0, 600)
     quantity(w, rng, ctx, HEART_RATE, v.hr, tv, issued_delay=monitor)
     if rng.random() < 0.98:
@@ -179,15 +187,15 @@ def _ed_observations(
     if rng.random() < 0.95:
         quantity(w, rng, ctx, SPO2, v.spo2, tv, issued_delay=monitor)
     if rng.random() < 0.92:
-        quantity(w, rng, ctx, TEMPERATURE, v.temp, tv + _randint(rng, 0, 240), issued_delay=monitor)
+        quantity(w, rng, ctx, TEMPERATURE, v.temp, tv + randint(rng, 0, 240), issued_delay=monitor)
     if rng.random() < 0.25:
         # A second round before the prediction moment: "last" must pick this one.
-        t2 = t0 + _randint(rng, 35, 55) * MINUTE
+        t2 = t0 + randint(rng, 35, 55) * MINUTE
         quantity(w, rng, ctx, HEART_RATE, v.hr - 3 + rng.gauss(0, 5), t2, issued_delay=monitor)
         blood_pressure(w, rng, ctx, v.sbp + rng.gauss(2, 8), v.dbp + rng.gauss(1, 5), t2)
     if rng.random() < 0.35:
         # Measurements after the prediction moment: a feature must never see them.
-        t3 = t0 + _randint(rng, 90, 240) * MINUTE
+        t3 = t0 + randint(rng, 90, 240) * MINUTE
         quantity(
             w, rng, ctx, HEART_RATE, 0.6 * v.hr + 32 + rng.gauss(0, 6), t3, issued_delay=monitor
         )
@@ -196,12 +204,12 @@ def _ed_observations(
 
     # Blood is drawn on sicker patients more often; lactate mostly when sepsis is considered.
     sick = (v.hr - 80) / 15 + (1.0 if v.infection else 0.0) + (95 - v.spo2) / 4
-    if rng.random() < _logistic(0.5 + 0.6 * sick):
-        tl = t0 + _randint(rng, 20, 50) * MINUTE
+    if rng.random() < logistic(0.5 + 0.6 * sick):
+        tl = t0 + randint(rng, 20, 50) * MINUTE
         lab = (15 * MINUTE, 60 * MINUTE)
         if rng.random() < 0.92:
             quantity(w, rng, ctx, CRP, v.crp, tl, issued_delay=lab)
-        if rng.random() < _logistic(-0.6 + 0.8 * sick):
+        if rng.random() < logistic(-0.6 + 0.8 * sick):
             quantity(w, rng, ctx, LACTATE, v.lactate, tl, issued_delay=(5 * MINUTE, 20 * MINUTE))
         if rng.random() < 0.9:
             quantity(w, rng, ctx, LEUKOCYTES, v.leukocytes, tl, issued_delay=lab)
@@ -211,15 +219,15 @@ def _ed_observations(
             quantity(w, rng, ctx, CREATININE, v.creatinine, tl, issued_delay=lab)
 
 
-def ed_patient(w: _Writer, index: int) -> None:
+def ed_patient(w: Writer, index: int) -> None:
     """One ED patient: up to three visits in two years, between earlier hospital stays."""
-    rng = _stream(w.seed, "ed", index)
+    rng = patient_stream(w.seed, "ed", index)
     pid = f"ed-p{index:06d}"
     age = 18 + 80 * rng.betavariate(1.6, 1.7)
     r = rng.random()
     gender = "female" if r < 0.495 else "male" if r < 0.99 else "other" if r < 0.995 else "unknown"
     frailty = rng.gauss(0, 1) + 0.02 * (age - 55)
-    person = patient(w, rng, pid, age, _END, gender, frailty)
+    person = patient(w, rng, pid, age, END, gender, frailty)
     arrivals = _arrivals(rng, frailty)
     history = _history(rng, arrivals, frailty, age)
     events = sorted([(t, 0) for t in history] + [(t, 1) for t in arrivals])
@@ -235,12 +243,12 @@ def ed_patient(w: _Writer, index: int) -> None:
 def _arrivals(rng: random.Random, frailty: float) -> list[int]:
     """ED arrival times, sorted; frailer patients come back more often."""
     n_visits = 1
-    if rng.random() < _logistic(-1.0 + 0.6 * frailty):
-        n_visits += 2 if rng.random() < _logistic(-1.2 + 0.6 * frailty) else 1
-    first_possible = _END - 730 * DAY
+    if rng.random() < logistic(-1.0 + 0.6 * frailty):
+        n_visits += 2 if rng.random() < logistic(-1.2 + 0.6 * frailty) else 1
+    first_possible = END - 730 * DAY
     return sorted(
-        _local_to_epoch(
-            _local_ordinal(first_possible + _randint(rng, 0, 728 * DAY)),
+        local_to_epoch(
+            local_ordinal(first_possible + randint(rng, 0, 728 * DAY)),
             _arrival_clock(rng),
         )
         for _ in range(n_visits)
@@ -252,47 +260,45 @@ def _history(rng: random.Random, arrivals: list[int], frailty: float, age: float
     rate = math.exp(-1.2 + 0.7 * frailty + 0.02 * (age - 60))  # history admissions per year
     span = arrivals[-1] - (arrivals[0] - 730 * DAY)
     return sorted(
-        arrivals[0] - 730 * DAY + _randint(rng, 0, span)
-        for _ in range(_poisson(rng, rate * span / _YEAR))
+        arrivals[0] - 730 * DAY + randint(rng, 0, span)
+        for _ in range(poisson(rng, rate * span / YEAR))
     )
 
 
-def _visit(
-    w: _Writer, rng: random.Random, person: _Person, t: int, busy: int, frailty: float
-) -> int:
+def _visit(w: Writer, rng: random.Random, person: Person, t: int, busy: int, frailty: float) -> int:
     """An ED visit, moved after a stay it would overlap; returns when the patient is free."""
     if t < busy + DAY:
-        t = busy + _randint(rng, 1, 30) * DAY + _randint(rng, 0, DAY)
-    if t > _END - 2 * DAY:
+        t = busy + randint(rng, 1, 30) * DAY + randint(rng, 0, DAY)
+    if t > END - 2 * DAY:
         return busy
     acuity = 0.45 * frailty + rng.gauss(0, 0.9)
     return ed_visit(w, rng, person, t, acuity)
 
 
 def _history_stay(
-    w: _Writer, rng: random.Random, person: _Person, t: int, busy: int, upcoming: list[int]
+    w: Writer, rng: random.Random, person: Person, t: int, busy: int, upcoming: list[int]
 ) -> int:
     """An earlier stay, skipped if it would overlap another or the next ED visit."""
     los = max(0.5, rng.lognormvariate(math.log(3), 0.8))
     end = t + int(los * DAY)
-    if t < busy + 2 * DAY or (upcoming and end + DAY > upcoming[0]) or end > _END:
+    if t < busy + 2 * DAY or (upcoming and end + DAY > upcoming[0]) or end > END:
         return busy
     if rng.random() >= 0.45:
         return admission(w, rng, person, t, "EM", los)
     if rng.random() < 0.05:
         # A planned stay that never happened; it must not count as an admission.
-        encounter(w, rng, person, _CLASS_IMP, "EL", t, None, status="cancelled")
+        encounter(w, rng, person, CLASS_IMP, "EL", t, None, status="cancelled")
         return busy
     return admission(w, rng, person, t, "EL", los)
 
 
 def _arrival_clock(rng: random.Random) -> float:
     """Seconds after local midnight; ED arrivals peak late morning to evening."""
-    hour = _pick(rng, _ARRIVAL_HOURS)
-    return hour * HOUR + _randint(rng, 0, HOUR - 1)
+    hour = pick(rng, _ARRIVAL_HOURS)
+    return hour * HOUR + randint(rng, 0, HOUR - 1)
 
 
-_ARRIVAL_HOURS: Final = _cum(
+_ARRIVAL_HOURS: Final = cumulative(
     [
         (w, h)
         for h, w in enumerate(

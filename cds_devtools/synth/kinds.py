@@ -7,21 +7,21 @@ from dataclasses import dataclass
 from typing import Final
 
 from cds_devtools.synth.codes import (
-    _LABORATORY,
-    _SURVEY,
-    _VITALS,
     HOME_SYMPTOMS,
+    LABORATORY,
     LOCAL_FLOWSHEET,
     LOCAL_LAB,
+    SURVEY,
+    VITALS,
     Json,
-    _coding,
-    _loinc,
+    loinc,
+    make_coding,
 )
-from cds_devtools.synth.draws import _cum
+from cds_devtools.synth.draws import cumulative
 
 
 @dataclass(frozen=True, slots=True)
-class _Unit:
+class Unit:
     """One way a hospital or device reports a quantity: UCUM code, label, codings, conversion."""
 
     code: str
@@ -33,12 +33,12 @@ class _Unit:
 
 
 @dataclass(frozen=True, slots=True)
-class _Kind:
+class Kind:
     """A measured concept; values are passed in the canonical unit of the feature spec."""
 
     text: str
     category: list[Json] | None
-    units: tuple[tuple[float, _Unit], ...]
+    units: tuple[tuple[float, Unit], ...]
     absurd: float
     local: Json | None = None
     p_local: float = 0.0
@@ -54,42 +54,42 @@ def _unit(
     scale: float = 1.0,
     shift: float = 0.0,
     decimals: int = 0,
-) -> _Unit:
-    return _Unit(code, display, _cum(codings), scale, shift, decimals)
+) -> Unit:
+    return Unit(code, display, cumulative(codings), scale, shift, decimals)
 
 
-_HR_CODE: Final = ((1.0, (_loinc("8867-4", "Heart rate"),)),)
-_SBP_CODING: Final = _loinc("8480-6", "Systolic blood pressure")
-_DBP_CODING: Final = _loinc("8462-4", "Diastolic blood pressure")
-_BP_PANEL: Final = _loinc("85354-9", "Blood pressure panel with all children optional")
+_HR_CODE: Final = ((1.0, (loinc("8867-4", "Heart rate"),)),)
+SBP_CODING: Final = loinc("8480-6", "Systolic blood pressure")
+DBP_CODING: Final = loinc("8462-4", "Diastolic blood pressure")
+BP_PANEL: Final = loinc("85354-9", "Blood pressure panel with all children optional")
 _SPO2_CODES: Final = (
     (
         45.0,
         (
-            _loinc("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
-            _loinc("2708-6", "Oxygen saturation in Arterial blood"),
+            loinc("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
+            loinc("2708-6", "Oxygen saturation in Arterial blood"),
         ),
     ),
-    (35.0, (_loinc("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),)),
+    (35.0, (loinc("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),)),
     (
         10.0,
         (
-            _loinc("2708-6", "Oxygen saturation in Arterial blood"),
-            _loinc("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
+            loinc("2708-6", "Oxygen saturation in Arterial blood"),
+            loinc("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
         ),
     ),
-    (10.0, (_loinc("2708-6", "Oxygen saturation in Arterial blood"),)),
+    (10.0, (loinc("2708-6", "Oxygen saturation in Arterial blood"),)),
 )
 _WEIGHT_CODES: Final = (
-    (85.0, (_loinc("29463-7", "Body weight"),)),
-    (15.0, (_loinc("29463-7", "Body weight"), _loinc("3141-9", "Body weight Measured"))),
+    (85.0, (loinc("29463-7", "Body weight"),)),
+    (15.0, (loinc("29463-7", "Body weight"), loinc("3141-9", "Body weight Measured"))),
 )
 _MGDL: Final = "mg/dL"
 
-HEART_RATE: Final = _Kind(
+HEART_RATE: Final = Kind(
     "Heart rate",
-    _VITALS,
-    _cum(
+    VITALS,
+    cumulative(
         [
             (6, _unit("/min", "beats/minute", _HR_CODE)),
             (3, _unit("/min", "/min", _HR_CODE)),
@@ -97,39 +97,39 @@ HEART_RATE: Final = _Kind(
         ]
     ),
     absurd=999,
-    local=_coding(LOCAL_FLOWSHEET, "HF", "Hartfrequentie"),
+    local=make_coding(LOCAL_FLOWSHEET, "HF", "Hartfrequentie"),
     p_local=0.15,
 )
-RESP_RATE: Final = _Kind(
+RESP_RATE: Final = Kind(
     "Respiratory rate",
-    _VITALS,
-    _cum(
+    VITALS,
+    cumulative(
         [
-            (8, _unit("/min", "breaths/minute", ((1.0, (_loinc("9279-1", "Respiratory rate"),)),))),
-            (2, _unit("/min", "/min", ((1.0, (_loinc("9279-1", "Respiratory rate"),)),))),
+            (8, _unit("/min", "breaths/minute", ((1.0, (loinc("9279-1", "Respiratory rate"),)),))),
+            (2, _unit("/min", "/min", ((1.0, (loinc("9279-1", "Respiratory rate"),)),))),
         ]
     ),
     absurd=250,
-    local=_coding(LOCAL_FLOWSHEET, "AF", "Ademfrequentie"),
+    local=make_coding(LOCAL_FLOWSHEET, "AF", "Ademfrequentie"),
     p_local=0.15,
 )
-SYSTOLIC: Final = _Kind(
+SYSTOLIC: Final = Kind(
     "Systolic blood pressure",
-    _VITALS,
-    _cum([(1, _unit("mm[Hg]", "mmHg", ((1.0, (_SBP_CODING,)),)))]),
+    VITALS,
+    cumulative([(1, _unit("mm[Hg]", "mmHg", ((1.0, (SBP_CODING,)),)))]),
     absurd=999,
 )
-DIASTOLIC: Final = _Kind(
+DIASTOLIC: Final = Kind(
     "Diastolic blood pressure",
-    _VITALS,
-    _cum([(1, _unit("mm[Hg]", "mmHg", ((1.0, (_DBP_CODING,)),)))]),
+    VITALS,
+    cumulative([(1, _unit("mm[Hg]", "mmHg", ((1.0, (DBP_CODING,)),)))]),
     absurd=999,
 )
-_TEMP_CODE: Final = ((1.0, (_loinc("8310-5", "Body temperature"),)),)
-TEMPERATURE: Final = _Kind(
+_TEMP_CODE: Final = ((1.0, (loinc("8310-5", "Body temperature"),)),)
+TEMPERATURE: Final = Kind(
     "Body temperature",
-    _VITALS,
-    _cum(
+    VITALS,
+    cumulative(
         [
             (70, _unit("Cel", "°C", _TEMP_CODE, decimals=1)),
             (25, _unit("Cel", "Cel", _TEMP_CODE, decimals=1)),
@@ -137,22 +137,22 @@ TEMPERATURE: Final = _Kind(
         ]
     ),
     absurd=99.9,
-    local=_coding(LOCAL_FLOWSHEET, "TEMP", "Temperatuur"),
+    local=make_coding(LOCAL_FLOWSHEET, "TEMP", "Temperatuur"),
     p_local=0.15,
 )
-SPO2: Final = _Kind(
+SPO2: Final = Kind(
     "Oxygen saturation",
-    _VITALS,
-    _cum([(1, _unit("%", "%", _SPO2_CODES))]),
+    VITALS,
+    cumulative([(1, _unit("%", "%", _SPO2_CODES))]),
     absurd=0,
-    local=_coding(LOCAL_FLOWSHEET, "SAT", "Saturatie"),
+    local=make_coding(LOCAL_FLOWSHEET, "SAT", "Saturatie"),
     p_local=0.15,
     dimensionless=True,
 )
-WEIGHT: Final = _Kind(
+WEIGHT: Final = Kind(
     "Body weight",
-    _VITALS,
-    _cum(
+    VITALS,
+    cumulative(
         [
             (95, _unit("kg", "kg", _WEIGHT_CODES, decimals=1)),
             (5, _unit("[lb_av]", "lb", _WEIGHT_CODES, scale=1 / 0.45359237, decimals=1)),
@@ -160,10 +160,10 @@ WEIGHT: Final = _Kind(
     ),
     absurd=999,
 )
-DYSPNEA: Final = _Kind(
+DYSPNEA: Final = Kind(
     "Breathlessness score",
-    _SURVEY,
-    _cum(
+    SURVEY,
+    cumulative(
         [
             (
                 1,
@@ -174,7 +174,7 @@ DYSPNEA: Final = _Kind(
                         (
                             1.0,
                             (
-                                _coding(
+                                make_coding(
                                     HOME_SYMPTOMS, "dyspnea-score", "Breathlessness score (0-10)"
                                 ),
                             ),
@@ -187,10 +187,10 @@ DYSPNEA: Final = _Kind(
     absurd=99,
     dimensionless=True,
 )
-CRP: Final = _Kind(
+CRP: Final = Kind(
     "CRP",
-    _LABORATORY,
-    _cum(
+    LABORATORY,
+    cumulative(
         [
             (
                 97,
@@ -201,7 +201,7 @@ CRP: Final = _Kind(
                         (
                             1.0,
                             (
-                                _loinc(
+                                loinc(
                                     "1988-5", "C reactive protein [Mass/volume] in Serum or Plasma"
                                 ),
                             ),
@@ -218,7 +218,7 @@ CRP: Final = _Kind(
                         (
                             1.0,
                             (
-                                _loinc(
+                                loinc(
                                     "1988-5", "C reactive protein [Mass/volume] in Serum or Plasma"
                                 ),
                             ),
@@ -231,15 +231,15 @@ CRP: Final = _Kind(
         ]
     ),
     absurd=99999,
-    local=_coding(LOCAL_LAB, "CRP", "CRP"),
+    local=make_coding(LOCAL_LAB, "CRP", "CRP"),
     p_local=0.35,
     p_local_only=0.003,
     censor_below=5.0,
 )
-LACTATE: Final = _Kind(
+LACTATE: Final = Kind(
     "Lactate",
-    _LABORATORY,
-    _cum(
+    LABORATORY,
+    cumulative(
         [
             (
                 92,
@@ -247,9 +247,9 @@ LACTATE: Final = _Kind(
                     "mmol/L",
                     "mmol/L",
                     (
-                        (60.0, (_loinc("2524-7", "Lactate [Moles/volume] in Serum or Plasma"),)),
-                        (30.0, (_loinc("32693-4", "Lactate [Moles/volume] in Blood"),)),
-                        (10.0, (_loinc("2518-9", "Lactate [Moles/volume] in Arterial blood"),)),
+                        (60.0, (loinc("2524-7", "Lactate [Moles/volume] in Serum or Plasma"),)),
+                        (30.0, (loinc("32693-4", "Lactate [Moles/volume] in Blood"),)),
+                        (10.0, (loinc("2518-9", "Lactate [Moles/volume] in Arterial blood"),)),
                     ),
                     decimals=1,
                 ),
@@ -259,7 +259,7 @@ LACTATE: Final = _Kind(
                 _unit(
                     _MGDL,
                     _MGDL,
-                    ((1.0, (_loinc("14118-4", "Lactate [Mass/volume] in Serum or Plasma"),)),),
+                    ((1.0, (loinc("14118-4", "Lactate [Mass/volume] in Serum or Plasma"),)),),
                     scale=9.008,
                     decimals=0,
                 ),
@@ -267,14 +267,14 @@ LACTATE: Final = _Kind(
         ]
     ),
     absurd=999,
-    local=_coding(LOCAL_LAB, "LACT", "Lactaat"),
+    local=make_coding(LOCAL_LAB, "LACT", "Lactaat"),
     p_local=0.35,
     p_local_only=0.003,
 )
-LEUKOCYTES: Final = _Kind(
+LEUKOCYTES: Final = Kind(
     "Leukocytes",
-    _LABORATORY,
-    _cum(
+    LABORATORY,
+    cumulative(
         [
             (
                 85,
@@ -284,13 +284,9 @@ LEUKOCYTES: Final = _Kind(
                     (
                         (
                             80.0,
-                            (
-                                _loinc(
-                                    "6690-2", "Leukocytes [#/volume] in Blood by Automated count"
-                                ),
-                            ),
+                            (loinc("6690-2", "Leukocytes [#/volume] in Blood by Automated count"),),
                         ),
-                        (20.0, (_loinc("26464-8", "Leukocytes [#/volume] in Blood"),)),
+                        (20.0, (loinc("26464-8", "Leukocytes [#/volume] in Blood"),)),
                     ),
                     decimals=1,
                 ),
@@ -303,11 +299,7 @@ LEUKOCYTES: Final = _Kind(
                     (
                         (
                             1.0,
-                            (
-                                _loinc(
-                                    "6690-2", "Leukocytes [#/volume] in Blood by Automated count"
-                                ),
-                            ),
+                            (loinc("6690-2", "Leukocytes [#/volume] in Blood by Automated count"),),
                         ),
                     ),
                     decimals=1,
@@ -316,21 +308,21 @@ LEUKOCYTES: Final = _Kind(
         ]
     ),
     absurd=9999,
-    local=_coding(LOCAL_LAB, "LEUK", "Leukocyten"),
+    local=make_coding(LOCAL_LAB, "LEUK", "Leukocyten"),
     p_local=0.35,
     p_local_only=0.003,
 )
-GLUCOSE: Final = _Kind(
+GLUCOSE: Final = Kind(
     "Glucose",
-    _LABORATORY,
-    _cum(
+    LABORATORY,
+    cumulative(
         [
             (
                 90,
                 _unit(
                     "mmol/L",
                     "mmol/L",
-                    ((1.0, (_loinc("14749-6", "Glucose [Moles/volume] in Serum or Plasma"),)),),
+                    ((1.0, (loinc("14749-6", "Glucose [Moles/volume] in Serum or Plasma"),)),),
                     decimals=1,
                 ),
             ),
@@ -340,7 +332,7 @@ GLUCOSE: Final = _Kind(
                 _unit(
                     _MGDL,
                     _MGDL,
-                    ((1.0, (_loinc("2345-7", "Glucose [Mass/volume] in Serum or Plasma"),)),),
+                    ((1.0, (loinc("2345-7", "Glucose [Mass/volume] in Serum or Plasma"),)),),
                     scale=18.0156,
                     decimals=0,
                 ),
@@ -348,21 +340,21 @@ GLUCOSE: Final = _Kind(
         ]
     ),
     absurd=9999,
-    local=_coding(LOCAL_LAB, "GLUC", "Glucose"),
+    local=make_coding(LOCAL_LAB, "GLUC", "Glucose"),
     p_local=0.35,
     p_local_only=0.003,
 )
-CREATININE: Final = _Kind(
+CREATININE: Final = Kind(
     "Creatinine",
-    _LABORATORY,
-    _cum(
+    LABORATORY,
+    cumulative(
         [
             (
                 90,
                 _unit(
                     "umol/L",
                     "µmol/L",
-                    ((1.0, (_loinc("14682-9", "Creatinine [Moles/volume] in Serum or Plasma"),)),),
+                    ((1.0, (loinc("14682-9", "Creatinine [Moles/volume] in Serum or Plasma"),)),),
                     decimals=0,
                 ),
             ),
@@ -372,7 +364,7 @@ CREATININE: Final = _Kind(
                 _unit(
                     _MGDL,
                     _MGDL,
-                    ((1.0, (_loinc("2160-0", "Creatinine [Mass/volume] in Serum or Plasma"),)),),
+                    ((1.0, (loinc("2160-0", "Creatinine [Mass/volume] in Serum or Plasma"),)),),
                     scale=0.011312,
                     decimals=2,
                 ),
@@ -380,7 +372,7 @@ CREATININE: Final = _Kind(
         ]
     ),
     absurd=99999,
-    local=_coding(LOCAL_LAB, "KREA", "Kreatinine"),
+    local=make_coding(LOCAL_LAB, "KREA", "Kreatinine"),
     p_local=0.35,
     p_local_only=0.003,
 )

@@ -16,7 +16,7 @@ from cds_devtools.synth.codes import RESOURCE_TYPES
 _DUMP_OPTS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
-class _Writer:
+class Writer:
     """Owns the output files and id counters."""
 
     def __init__(self, out_dir: Path, seed: int) -> None:

@@ -5,31 +5,31 @@ from __future__ import annotations
 import random
 from typing import Final
 
-from cds_devtools.synth.clock import _END, DAY, HOUR, _local, _utc
+from cds_devtools.synth.clock import DAY, END, HOUR, local_time, utc_time
 from cds_devtools.synth.codes import (
-    _ARRIVAL,
-    _DATA_ABSENT,
-    _ERROR_STATUSES,
-    _NON_UCUM_UNITS,
-    _TRANSPORT_CODE,
-    _VITALS,
+    ARRIVAL,
+    DATA_ABSENT_REASONS,
+    ERROR_STATUSES,
     LOCAL_FLOWSHEET,
+    NON_UCUM_UNITS,
+    TRANSPORT_CODE,
     UCUM,
+    VITALS,
     Json,
-    _coding,
+    make_coding,
 )
-from cds_devtools.synth.draws import _num, _pick, _randint
+from cds_devtools.synth.draws import pick, randint, rounded
 from cds_devtools.synth.kinds import (
-    _BP_PANEL,
-    _DBP_CODING,
-    _SBP_CODING,
+    BP_PANEL,
+    DBP_CODING,
     DIASTOLIC,
+    SBP_CODING,
     SYSTOLIC,
-    _Kind,
-    _Unit,
+    Kind,
+    Unit,
 )
-from cds_devtools.synth.ndjson import _Writer
-from cds_devtools.synth.resources import _Ctx
+from cds_devtools.synth.ndjson import Writer
+from cds_devtools.synth.resources import Ctx
 
 # Rates of the encoding variety (per observation unless stated).
 
@@ -40,9 +40,9 @@ _P_SEPARATE_BP: Final = 0.10  # standalone 8480-6/8462-4 instead of the 85354-9 
 
 
 def _envelope(
-    w: _Writer,
+    w: Writer,
     rng: random.Random,
-    ctx: _Ctx,
+    ctx: Ctx,
     t: int,
     category: list[Json] | None,
     status: str | None,
@@ -73,62 +73,65 @@ def _envelope(
         res["device"] = ctx.device
     if ctx.performer is not None:
         res["performer"] = ctx.performer
-    issued = t + _randint(rng, issued_delay[0], issued_delay[1])
+    issued = t + randint(rng, issued_delay[0], issued_delay[1])
     r = rng.random()
     if r < 0.86:
-        res["effectiveDateTime"] = _local(t)
+        res["effectiveDateTime"] = local_time(t)
     elif r < 0.93:
-        res["effectiveDateTime"] = _utc(t)
+        res["effectiveDateTime"] = utc_time(t)
     elif r < 0.975:
-        res["effectivePeriod"] = {"start": _local(t), "end": _local(t + _randint(rng, 20, 300))}
+        res["effectivePeriod"] = {
+            "start": local_time(t),
+            "end": local_time(t + randint(rng, 20, 300)),
+        }
     if r >= 0.975 or rng.random() < 0.9:
-        res["issued"] = _utc(issued) if rng.random() < 0.3 else _local(issued)
-    updated = issued + _randint(rng, 1, 600)
+        res["issued"] = utc_time(issued) if rng.random() < 0.3 else local_time(issued)
+    updated = issued + randint(rng, 1, 600)
     if late:
-        updated += _randint(rng, HOUR, 3 * DAY)
-    res["meta"] = {"lastUpdated": _utc(min(updated, _END - 1))}
+        updated += randint(rng, HOUR, 3 * DAY)
+    res["meta"] = {"lastUpdated": utc_time(min(updated, END - 1))}
     return res
 
 
-def _code(rng: random.Random, kind: _Kind, unit: _Unit) -> Json:
+def _code(rng: random.Random, kind: Kind, unit: Unit) -> Json:
     if kind.local is not None:
         r = rng.random()
         if r < kind.p_local_only:
             return {"coding": [kind.local], "text": kind.text}  # never mapped to LOINC
         if r < kind.p_local:
-            codings = list(_pick(rng, unit.codings))
+            codings = list(pick(rng, unit.codings))
             if rng.random() < 0.4:
                 codings.insert(0, kind.local)
             else:
                 codings.append(kind.local)
             return {"coding": codings, "text": kind.text}
-    return {"coding": list(_pick(rng, unit.codings)), "text": kind.text}
+    return {"coding": list(pick(rng, unit.codings)), "text": kind.text}
 
 
-def _bad_quantity(rng: random.Random, value: float, kind: _Kind) -> Json:
+def _bad_quantity(rng: random.Random, value: float, kind: Kind) -> Json:
     if kind.dimensionless or rng.random() < 0.5:
         # Not UCUM at all: nothing can be converted.
         return {
             "value": round(value, 1),
             "unit": "units",
-            "system": _NON_UCUM_UNITS,
+            "system": NON_UCUM_UNITS,
             "code": "units",
         }
     return {"value": round(value, 1), "unit": "?", "system": UCUM, "code": "{unknown}"}
 
 
-def _value(rng: random.Random, kind: _Kind, unit: _Unit, value: float) -> Json:
+def _value(rng: random.Random, kind: Kind, unit: Unit, value: float) -> Json:
     if kind.censor_below and value < kind.censor_below and rng.random() < 0.7:
         limit = kind.censor_below * unit.scale + unit.shift
         return {
-            "value": _num(limit, unit.decimals),
+            "value": rounded(limit, unit.decimals),
             "comparator": "<",
             "unit": unit.display,
             "system": UCUM,
             "code": unit.code,
         }
     return {
-        "value": _num(value * unit.scale + unit.shift, unit.decimals),
+        "value": rounded(value * unit.scale + unit.shift, unit.decimals),
         "unit": unit.display,
         "system": UCUM,
         "code": unit.code,
@@ -136,43 +139,43 @@ def _value(rng: random.Random, kind: _Kind, unit: _Unit, value: float) -> Json:
 
 
 def quantity(
-    w: _Writer,
+    w: Writer,
     rng: random.Random,
-    ctx: _Ctx,
-    kind: _Kind,
+    ctx: Ctx,
+    kind: Kind,
     value: float,
     t: int,
     *,
-    unit: _Unit | None = None,
+    unit: Unit | None = None,
     issued_delay: tuple[int, int] = (0, 180),
     integer: bool = False,
 ) -> None:
     """One measurement, sometimes shadowed by an erroneous copy that must be ignored."""
     if rng.random() < _P_ERROR:
-        late = t + _randint(rng, 60, 600)
-        status = _pick(rng, _ERROR_STATUSES)
+        late = t + randint(rng, 60, 600)
+        status = pick(rng, ERROR_STATUSES)
         _quantity(w, rng, ctx, kind, kind.absurd, late, unit, issued_delay, status, integer)
     _quantity(w, rng, ctx, kind, value, t, unit, issued_delay, None, integer)
 
 
 def _quantity(
-    w: _Writer,
+    w: Writer,
     rng: random.Random,
-    ctx: _Ctx,
-    kind: _Kind,
+    ctx: Ctx,
+    kind: Kind,
     value: float,
     t: int,
-    unit: _Unit | None,
+    unit: Unit | None,
     issued_delay: tuple[int, int],
     status: str | None,
     integer: bool,
 ) -> None:
-    u = unit if unit is not None else _pick(rng, kind.units)
+    u = unit if unit is not None else pick(rng, kind.units)
     res = _envelope(w, rng, ctx, t, kind.category, status, issued_delay)
     res["code"] = _code(rng, kind, u)
     r = rng.random() if status is None else 1.0
     if r < _P_ABSENT:
-        res["dataAbsentReason"] = _pick(rng, _DATA_ABSENT)
+        res["dataAbsentReason"] = pick(rng, DATA_ABSENT_REASONS)
     elif r < _P_ABSENT + _P_BAD_UNIT:
         res["valueQuantity"] = _bad_quantity(rng, value, kind)
     elif integer:
@@ -183,9 +186,9 @@ def _quantity(
 
 
 def blood_pressure(
-    w: _Writer,
+    w: Writer,
     rng: random.Random,
-    ctx: _Ctx,
+    ctx: Ctx,
     sbp: float,
     dbp: float,
     t: int,
@@ -197,32 +200,32 @@ def blood_pressure(
         quantity(w, rng, ctx, DIASTOLIC, dbp, t, issued_delay=issued_delay)
         return
     if rng.random() < _P_ERROR:
-        late = t + _randint(rng, 60, 600)
-        _bp_panel(w, rng, ctx, 999, 999, late, issued_delay, _pick(rng, _ERROR_STATUSES))
+        late = t + randint(rng, 60, 600)
+        _bp_panel(w, rng, ctx, 999, 999, late, issued_delay, pick(rng, ERROR_STATUSES))
     _bp_panel(w, rng, ctx, sbp, dbp, t, issued_delay, None)
 
 
 def _bp_panel(
-    w: _Writer,
+    w: Writer,
     rng: random.Random,
-    ctx: _Ctx,
+    ctx: Ctx,
     sbp: float,
     dbp: float,
     t: int,
     issued_delay: tuple[int, int],
     status: str | None,
 ) -> None:
-    res = _envelope(w, rng, ctx, t, _VITALS, status, issued_delay)
-    coding = [_BP_PANEL]
+    res = _envelope(w, rng, ctx, t, VITALS, status, issued_delay)
+    coding = [BP_PANEL]
     if rng.random() < 0.1:
-        coding.append(_coding(LOCAL_FLOWSHEET, "RR", "Bloeddruk"))
+        coding.append(make_coding(LOCAL_FLOWSHEET, "RR", "Bloeddruk"))
     res["code"] = {"coding": coding, "text": "Blood pressure"}
     r = rng.random() if status is None else 1.0
     components: list[Json] = []
-    for coding_, value in ((_SBP_CODING, sbp), (_DBP_CODING, dbp)):
+    for coding_, value in ((SBP_CODING, sbp), (DBP_CODING, dbp)):
         comp: Json = {"code": {"coding": [coding_]}}
         if r < _P_ABSENT:
-            comp["dataAbsentReason"] = _pick(rng, _DATA_ABSENT)
+            comp["dataAbsentReason"] = pick(rng, DATA_ABSENT_REASONS)
         elif r < _P_ABSENT + _P_BAD_UNIT:
             comp["valueQuantity"] = _bad_quantity(rng, value, SYSTOLIC)
         else:
@@ -239,25 +242,25 @@ def _bp_panel(
     w.observation(res)
 
 
-def arrival_mode(w: _Writer, rng: random.Random, ctx: _Ctx, mode: str, t: int) -> None:
+def arrival_mode(w: Writer, rng: random.Random, ctx: Ctx, mode: str, t: int) -> None:
     if rng.random() < _P_ERROR:
         wrong = "helicopter" if mode != "helicopter" else "self"
-        status = _pick(rng, _ERROR_STATUSES)
-        _arrival(w, rng, ctx, wrong, t + _randint(rng, 60, 600), status)
+        status = pick(rng, ERROR_STATUSES)
+        _arrival(w, rng, ctx, wrong, t + randint(rng, 60, 600), status)
     _arrival(w, rng, ctx, mode, t, None)
 
 
 def _arrival(
-    w: _Writer, rng: random.Random, ctx: _Ctx, mode: str, t: int, status: str | None
+    w: Writer, rng: random.Random, ctx: Ctx, mode: str, t: int, status: str | None
 ) -> None:
     res = _envelope(w, rng, ctx, t, None, status, (0, 300))
-    res["code"] = _TRANSPORT_CODE
+    res["code"] = TRANSPORT_CODE
     if status is None and rng.random() < _P_ABSENT:
-        res["dataAbsentReason"] = _pick(rng, _DATA_ABSENT)
+        res["dataAbsentReason"] = pick(rng, DATA_ABSENT_REASONS)
     else:
         res["valueCodeableConcept"] = {
-            "coding": [_ARRIVAL[mode]],
-            "text": _ARRIVAL[mode]["display"],
+            "coding": [ARRIVAL[mode]],
+            "text": ARRIVAL[mode]["display"],
         }
     w.observation(res)
 

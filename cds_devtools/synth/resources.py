@@ -6,31 +6,31 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cds_devtools.synth.clock import _CET, _END, _YEAR, DAY, HOUR, _date_text, _local, _utc
+from cds_devtools.synth.clock import CET, DAY, END, HOUR, YEAR, date_text, local_time, utc_time
 from cds_devtools.synth.codes import (
-    _ADMIT_FROM_ED,
-    _CLASS_ACUTE,
-    _CLASS_IMP,
-    _CONDITION_CLINICAL,
-    _CONDITION_VERIFICATION,
-    _ENCOUNTER_DIAGNOSIS,
-    _GIVEN_NAMES,
-    _I21_9,
-    _MI_CODES,
-    _MI_SNOMED,
-    _PRIORITY,
-    _SYNTHETIC_TAG,
+    ADMIT_FROM_ED,
+    CLASS_ACUTE,
+    CLASS_IMP,
+    CONDITION_CLINICAL,
+    CONDITION_VERIFICATION,
+    ENCOUNTER_DIAGNOSIS,
+    GIVEN_NAMES,
+    I21_9,
+    MI_CODES,
+    MI_SNOMED,
     MRN_SYSTEM,
+    PRIORITY,
+    SYNTHETIC_TAG,
     Json,
-    _coding,
-    _concept,
+    concept,
+    make_coding,
 )
-from cds_devtools.synth.draws import _pick, _randint
-from cds_devtools.synth.ndjson import _Writer
+from cds_devtools.synth.draws import pick, randint
+from cds_devtools.synth.ndjson import Writer
 
 
 @dataclass(slots=True)
-class _Ctx:
+class Ctx:
     """Reference fields shared by every observation of one source (an ED visit, a home device)."""
 
     subject: Json
@@ -40,7 +40,7 @@ class _Ctx:
 
 
 @dataclass(slots=True)
-class _Person:
+class Person:
     pid: str
     subject: Json
     birth: int
@@ -52,32 +52,32 @@ class _Person:
     admissions: list[int] = field(default_factory=list)
 
     def age(self, t: int) -> float:
-        return (t - self.birth) / _YEAR
+        return (t - self.birth) / YEAR
 
 
 def patient(
-    w: _Writer, rng: random.Random, pid: str, age: float, at: int, gender: str, frailty: float
-) -> _Person:
-    birth = at - int(age * _YEAR) - _randint(rng, 0, DAY - 1)
-    birth_date = _date_text(birth)
+    w: Writer, rng: random.Random, pid: str, age: float, at: int, gender: str, frailty: float
+) -> Person:
+    birth = at - int(age * YEAR) - randint(rng, 0, DAY - 1)
+    birth_date = date_text(birth)
     resource: Json = {
         "resourceType": "Patient",
         "id": pid,
         "meta": {
-            "lastUpdated": _utc(_END - _randint(rng, DAY, 30 * DAY)),
-            "tag": _SYNTHETIC_TAG,
+            "lastUpdated": utc_time(END - randint(rng, DAY, 30 * DAY)),
+            "tag": SYNTHETIC_TAG,
         },
         "identifier": [{"system": MRN_SYSTEM, "value": "SYN-" + pid.upper()}],
-        "name": [{"use": "official", "family": "Synthetic", "given": [rng.choice(_GIVEN_NAMES)]}],
+        "name": [{"use": "official", "family": "Synthetic", "given": [rng.choice(GIVEN_NAMES)]}],
         "gender": gender,
         "birthDate": birth_date,
         "active": True,
     }
     w.write("Patient", resource)
-    birth_epoch = int(datetime.fromisoformat(birth_date).replace(tzinfo=_CET).timestamp())
+    birth_epoch = int(datetime.fromisoformat(birth_date).replace(tzinfo=CET).timestamp())
     male = True if gender == "male" else False if gender == "female" else None
     old = max(0.0, age - 50.0)
-    return _Person(
+    return Person(
         pid=pid,
         subject={"reference": f"Patient/{pid}"},
         birth=birth_epoch,
@@ -90,9 +90,9 @@ def patient(
 
 
 def encounter(
-    w: _Writer,
+    w: Writer,
     rng: random.Random,
-    person: _Person,
+    person: Person,
     klass: Json,
     priority: str | None,
     start: int,
@@ -102,23 +102,25 @@ def encounter(
     extra: Json | None = None,
 ) -> str:
     eid = w.next_encounter_id()
-    fmt = _utc if rng.random() < 0.1 else _local
+    fmt = utc_time if rng.random() < 0.1 else local_time
     period = {"start": fmt(start)}
-    if end is not None and end < _END:
+    if end is not None and end < END:
         period["end"] = fmt(end)
     elif status == "finished":
         status = "in-progress"  # still admitted when the export was taken
     resource: Json = {
         "resourceType": "Encounter",
         "id": eid,
-        "meta": {"lastUpdated": _utc(min((end or start) + _randint(rng, 60, 6 * HOUR), _END - 1))},
+        "meta": {
+            "lastUpdated": utc_time(min((end or start) + randint(rng, 60, 6 * HOUR), END - 1))
+        },
         "status": status,
         "class": klass,
         "subject": person.subject,
         "period": period,
     }
     if priority is not None:
-        resource["priority"] = {"coding": [_PRIORITY[priority]]}
+        resource["priority"] = {"coding": [PRIORITY[priority]]}
     if extra:
         resource.update(extra)
     w.write("Encounter", resource)
@@ -126,21 +128,21 @@ def encounter(
 
 
 def admission(
-    w: _Writer, rng: random.Random, person: _Person, start: int, priority: str, los_days: float
+    w: Writer, rng: random.Random, person: Person, start: int, priority: str, los_days: float
 ) -> int:
     """Write an inpatient stay; returns its end. A few hospitals code these as ACUTE."""
     end = start + int(los_days * DAY)
-    klass = _CLASS_ACUTE if rng.random() < 0.05 else _CLASS_IMP
-    extra = _ADMIT_FROM_ED if priority in ("EM", "S") and rng.random() < 0.7 else None
+    klass = CLASS_ACUTE if rng.random() < 0.05 else CLASS_IMP
+    extra = ADMIT_FROM_ED if priority in ("EM", "S") and rng.random() < 0.7 else None
     encounter(w, rng, person, klass, priority, start, end, extra=extra)
     person.admissions.append(start)
     return end
 
 
 def condition(
-    w: _Writer,
+    w: Writer,
     rng: random.Random,
-    person: _Person,
+    person: Person,
     onset: int,
     encounter_id: str | None,
     *,
@@ -149,28 +151,28 @@ def condition(
     cid = w.next_condition_id()
     roll = rng.random()
     if roll < 0.03:
-        codings = [_I21_9]  # billing-only diagnosis
+        codings = [I21_9]  # billing-only diagnosis
     else:
-        codings = [_MI_CODES[_pick(rng, _MI_SNOMED)]]
+        codings = [MI_CODES[pick(rng, MI_SNOMED)]]
         if roll < 0.33:
-            codings.insert(0 if rng.random() < 0.3 else 1, _I21_9)
+            codings.insert(0 if rng.random() < 0.3 else 1, I21_9)
     resource: Json = {
         "resourceType": "Condition",
         "id": cid,
-        "meta": {"lastUpdated": _utc(onset + _randint(rng, DAY, 10 * DAY))},
-        "verificationStatus": _concept(
-            _coding(_CONDITION_VERIFICATION, verification, verification.capitalize())
+        "meta": {"lastUpdated": utc_time(onset + randint(rng, DAY, 10 * DAY))},
+        "verificationStatus": concept(
+            make_coding(CONDITION_VERIFICATION, verification, verification.capitalize())
         ),
-        "category": _ENCOUNTER_DIAGNOSIS,
+        "category": ENCOUNTER_DIAGNOSIS,
         "code": {"coding": codings, "text": "Myocardial infarction"},
         "subject": person.subject,
         # A date-only onset is common in problem lists; it denotes the start of that day.
-        "onsetDateTime": _date_text(onset) if rng.random() < 0.15 else _local(onset),
-        "recordedDate": _local(onset + _randint(rng, HOUR, 30 * HOUR)),
+        "onsetDateTime": date_text(onset) if rng.random() < 0.15 else local_time(onset),
+        "recordedDate": local_time(onset + randint(rng, HOUR, 30 * HOUR)),
     }
     clinical = "active" if verification == "confirmed" else "inactive"
-    resource["clinicalStatus"] = _concept(
-        _coding(_CONDITION_CLINICAL, clinical, clinical.capitalize())
+    resource["clinicalStatus"] = concept(
+        make_coding(CONDITION_CLINICAL, clinical, clinical.capitalize())
     )
     if encounter_id is not None:
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
