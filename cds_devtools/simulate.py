@@ -22,11 +22,11 @@ from sqlalchemy.engine import Engine
 
 from cds_devtools.synth import BASE_TIME, generate_cohort
 from cds_service.audit.writer import AuditWriter
+from cds_service.cds_hooks.extensions import SIMULATED_TIME_EXTENSION
 from cds_service.lifecycle.outcomes import OutcomeStats, derive_outcomes
 from fhir_mappers.bulk import TableStats, partition_export
 from fhir_mappers.timeutil import parse_fhir_datetime
 
-SIMULATED_TIME = "org.cds-risk.simulated-time"
 EMER = "http://terminology.hl7.org/CodeSystem/v3-ActCode|EMER"
 LACTATE_MMOL = {"2524-7", "32693-4", "2518-9"}
 OVERRIDE_REASONS = (
@@ -157,7 +157,7 @@ def run_simulation(
                     "encounterId": encounter_id,
                 },
                 "prefetch": _prefetch(resources),
-                "extension": {SIMULATED_TIME: (arrival + timedelta(hours=1)).isoformat()},
+                "extension": {SIMULATED_TIME_EXTENSION: (arrival + timedelta(hours=1)).isoformat()},
             }
             r = http.post(service_url, json=body, headers=headers(audience))
             report.calls += 1

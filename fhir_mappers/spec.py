@@ -163,66 +163,23 @@ def _codes(raw: Any, where: str) -> tuple[str, ...]:
 
 
 def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
-    unknown = set(raw) - _FEATURE_KEYS
-    if unknown:
-        raise SpecError(f"{where}: unknown keys {sorted(unknown)}")
-    for key in ("name", "description", "source", "aggregation"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise SpecError(f"{where}: '{key}' is required")
+    """Validate one ``[[features]]`` entry; checks run in a fixed order, the first failure wins."""
+    _no_unknown_keys(raw, _FEATURE_KEYS, where)
+    _require_text(raw, ("name", "description", "source", "aggregation"), where)
     name, source, agg = raw["name"], raw["source"], raw["aggregation"]
     where = f"{where} ({name})"
-    if source not in SOURCES:
-        raise SpecError(f"{where}: source must be one of {SOURCES}")
-    if agg not in AGGREGATIONS:
-        raise SpecError(f"{where}: aggregation must be one of {AGGREGATIONS}")
+    _check_source_and_aggregation(source, agg, where)
     codes = _codes(raw.get("codes", []), where) if "codes" in raw else ()
     window = _window(raw["window"], where) if "window" in raw else None
     attribute = raw.get("attribute")
-    value_map = raw.get("value_map", {})
-    if not isinstance(value_map, dict) or not all(
-        isinstance(v, int | float) and "|" in k for k, v in value_map.items()
-    ):
-        raise SpecError(f"{where}: value_map maps 'system|code' to a number")
-    if source == "patient":
-        if attribute not in PATIENT_ATTRIBUTES:
-            raise SpecError(f"{where}: patient features need attribute in {PATIENT_ATTRIBUTES}")
-    else:
-        if window is None:
-            raise SpecError(f"{where}: {source} features need a window")
-        if not codes and source != "encounter":
-            raise SpecError(f"{where}: {source} features need codes")
-    numeric = agg not in ("count", "days_since")
-    if source == "observation" and numeric and not raw.get("unit") and not value_map:
-        raise SpecError(f"{where}: a numeric observation feature needs a canonical 'unit'")
-    if source == "encounter" and attribute is not None:
-        if attribute not in ENCOUNTER_ATTRIBUTES:
-            raise SpecError(f"{where}: encounter attribute must be one of {ENCOUNTER_ATTRIBUTES}")
-        if not value_map:
-            raise SpecError(f"{where}: an encounter attribute needs a value_map")
-    if (
-        source in ("encounter", "condition")
-        and attribute is None
-        and agg
-        not in (
-            "count",
-            "days_since",
-        )
-    ):
-        raise SpecError(f"{where}: {source} features aggregate with count or days_since")
-    plausible = raw.get("plausible")
-    if plausible is not None:
-        valid = isinstance(plausible, list) and len(plausible) == 2
-        valid = valid and all(
-            isinstance(x, int | float) and not isinstance(x, bool) for x in plausible
-        )
-        if not (valid and plausible[0] < plausible[1]):
-            raise SpecError(f"{where}: plausible must be [low, high]")
-        plausible = (float(plausible[0]), float(plausible[1]))
-    if not isinstance(raw.get("required", False), bool):
-        raise SpecError(f"{where}: required must be true or false")
-    molar_mass = raw.get("molar_mass")
-    if molar_mass is not None and not (isinstance(molar_mass, int | float) and molar_mass > 0):
-        raise SpecError(f"{where}: molar_mass must be a positive number in g/mol")
+    value_map = _value_map(raw.get("value_map", {}), where)
+    _check_inputs(source, attribute, window, codes, where)
+    _check_unit(raw, source, agg, value_map, where)
+    _check_encounter_attribute(source, attribute, value_map, where)
+    _check_event_aggregation(source, attribute, agg, where)
+    plausible = _plausible(raw.get("plausible"), where)
+    required = _required_flag(raw.get("required", False), where)
+    molar_mass = _molar_mass(raw.get("molar_mass"), where)
     return FeatureSpec(
         name=name,
         description=raw["description"],
@@ -231,13 +188,101 @@ def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
         aggregation=agg,
         codes=codes,
         unit=raw.get("unit"),
-        molar_mass=float(molar_mass) if molar_mass is not None else None,
+        molar_mass=molar_mass,
         value_map={k: float(v) for k, v in value_map.items()},
         attribute=attribute,
         window=window,
         plausible=plausible,
-        required=bool(raw.get("required", False)),
+        required=required,
     )
+
+
+def _require_text(raw: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise SpecError(f"{where}: '{key}' is required")
+
+
+def _check_source_and_aggregation(source: str, agg: str, where: str) -> None:
+    if source not in SOURCES:
+        raise SpecError(f"{where}: source must be one of {SOURCES}")
+    if agg not in AGGREGATIONS:
+        raise SpecError(f"{where}: aggregation must be one of {AGGREGATIONS}")
+
+
+def _value_map(raw: Any, where: str) -> dict[str, int | float]:
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, int | float) and "|" in k for k, v in raw.items()
+    ):
+        raise SpecError(f"{where}: value_map maps 'system|code' to a number")
+    return raw
+
+
+def _check_inputs(
+    source: str, attribute: Any, window: Window | None, codes: tuple[str, ...], where: str
+) -> None:
+    """What each source reads: a patient attribute, or coded data inside a window."""
+    if source == "patient":
+        if attribute not in PATIENT_ATTRIBUTES:
+            raise SpecError(f"{where}: patient features need attribute in {PATIENT_ATTRIBUTES}")
+        return
+    if window is None:
+        raise SpecError(f"{where}: {source} features need a window")
+    if not codes and source != "encounter":
+        raise SpecError(f"{where}: {source} features need codes")
+
+
+def _check_unit(
+    raw: dict[str, Any], source: str, agg: str, value_map: dict[str, Any], where: str
+) -> None:
+    """A numeric observation value is converted to one canonical unit (or coded to numbers)."""
+    numeric = agg not in ("count", "days_since")
+    if source == "observation" and numeric and not raw.get("unit") and not value_map:
+        raise SpecError(f"{where}: a numeric observation feature needs a canonical 'unit'")
+
+
+def _check_encounter_attribute(
+    source: str, attribute: Any, value_map: dict[str, Any], where: str
+) -> None:
+    if source != "encounter" or attribute is None:
+        return
+    if attribute not in ENCOUNTER_ATTRIBUTES:
+        raise SpecError(f"{where}: encounter attribute must be one of {ENCOUNTER_ATTRIBUTES}")
+    if not value_map:
+        raise SpecError(f"{where}: an encounter attribute needs a value_map")
+
+
+def _check_event_aggregation(source: str, attribute: Any, agg: str, where: str) -> None:
+    """Encounters and conditions without an attribute are events: they can only be counted or
+    dated."""
+    if source not in ("encounter", "condition") or attribute is not None:
+        return
+    if agg not in ("count", "days_since"):
+        raise SpecError(f"{where}: {source} features aggregate with count or days_since")
+
+
+def _plausible(raw: Any, where: str) -> tuple[float, float] | None:
+    if raw is None:
+        return None
+    valid = isinstance(raw, list) and len(raw) == 2
+    valid = valid and all(isinstance(x, int | float) and not isinstance(x, bool) for x in raw)
+    if not (valid and raw[0] < raw[1]):
+        raise SpecError(f"{where}: plausible must be [low, high]")
+    return (float(raw[0]), float(raw[1]))
+
+
+def _required_flag(raw: Any, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise SpecError(f"{where}: required must be true or false")
+    return raw
+
+
+def _molar_mass(raw: Any, where: str) -> float | None:
+    if raw is None:
+        return None
+    if not (isinstance(raw, int | float) and raw > 0):
+        raise SpecError(f"{where}: molar_mass must be a positive number in g/mol")
+    return float(raw)
 
 
 def _index(raw: Any, where: str) -> IndexSpec:

@@ -1,0 +1,109 @@
+"""``python -m cds_devtools``: the developer tools, run from a checkout.
+
+They live outside the service wheel (the installed ``cds-service`` cannot import them), so they
+have their own entry point. Exit codes are the service CLI's (:mod:`cds_service.cli.exit_codes`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cds_service.cli.common import engine, fail, local_issuer, local_key_path
+from cds_service.cli.exit_codes import ExitCode
+from cds_service.paths import data_dir, models_dir
+
+app = typer.Typer(
+    help="Developer tools: a synthetic FHIR cohort and a simulated month of calls.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Output folder (FHIR Bulk NDJSON).")] = Path(
+        "data/synth"
+    ),
+    ed_patients: Annotated[int, typer.Option(help="Patients in the ED cohort.")] = 4000,
+    post_mi_patients: Annotated[int, typer.Option(help="Patients in home monitoring.")] = 800,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 20261123,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Generate the synthetic FHIR cohort (no clinical truth; see docs/synthetic-data.md)."""
+    from cds_devtools.synth import generate_cohort
+
+    try:
+        counts = generate_cohort(
+            out,
+            ed_patients=ed_patients,
+            post_mi_patients=post_mi_patients,
+            seed=seed,
+            progress=progress,
+        )
+    except ValueError as exc:
+        raise fail(str(exc), ExitCode.BAD_INPUT) from exc
+    for rtype, count in counts.items():
+        typer.echo(f"{rtype}: {count}")
+    typer.echo(f"written to {out}")
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="Base URL of the running service.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    days: Annotated[int, typer.Option(help="Simulated days.")] = 28,
+    shift: Annotated[str, typer.Option(help="none | lactate-unit | population")] = "none",
+    shift_day: Annotated[int, typer.Option(help="Inject the shift from this day on.")] = 14,
+    patients: Annotated[int, typer.Option(help="Synthetic ED cohort size.")] = 20000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic cohort.")] = 20261123,
+    sign: Annotated[bool, typer.Option(help="Sign calls with the local key (keys init).")] = True,
+) -> None:
+    """Replay synthetic ED visits as signed calls over simulated days, post feedback, derive
+    outcomes and run the monitor (the service needs CDS_ALLOW_SIMULATED_TIME=true)."""
+    from cds_devtools.simulate import run_simulation
+    from cds_service.audit.spool import Spool
+    from cds_service.audit.writer import AuditWriter
+    from cds_service.config import Settings
+    from cds_service.security.local_issuer import load_private_key
+    from cds_service.security.local_issuer import sign as sign_token
+
+    settings = Settings()
+    signer = None
+    if sign:
+        if not local_key_path().is_file():
+            message = "no local key: run `cds-service keys init` (or --no-sign)"
+            raise fail(message, ExitCode.BAD_INPUT)
+        key = load_private_key(local_key_path())
+
+        def signer(aud: str) -> str:
+            return sign_token(key, iss=local_issuer(), aud=aud)
+
+    eng = engine()
+    report = run_simulation(
+        base_url=url,
+        public_base_url=settings.public_base_url,
+        engine=eng,
+        writer=AuditWriter(eng, Spool(settings.spool_dir)),
+        models_root=models_dir(),
+        pseudonym_key=settings.effective_pseudonym_key,
+        workdir=data_dir() / "simulation",
+        sign=signer,
+        days=days,
+        shift=shift,
+        shift_day=shift_day,
+        cohort_patients=patients,
+        seed=seed,
+    )
+    typer.echo(
+        f"calls {report.calls} {report.status_counts}, cards {report.cards}, "
+        f"feedback {report.feedback}"
+    )
+    if report.outcomes:
+        typer.echo(f"outcomes written {report.outcomes.outcomes_written}")
+    typer.echo(report.monitor_summary)
+    typer.echo("drift alerts: " + (", ".join(report.drift_alerts) or "none"))

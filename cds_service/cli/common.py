@@ -1,0 +1,64 @@
+"""Helpers every command group shares: failing with a numbered code, the audit database, the
+local signing key, and the hook definitions (the only place a service id is tied to a model)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from cds_service.cli.exit_codes import ExitCode
+from cds_service.paths import data_dir
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from cds_service.serving.hook_defs import HookDefinition
+
+
+def fail(message: str, code: ExitCode) -> typer.Exit:
+    """The exception to raise: one ``error:`` line on stderr, then exit with ``code``."""
+    sys.stderr.write(f"error: {message}\n")
+    return typer.Exit(int(code))
+
+
+def engine() -> Engine:
+    """The audit database at CDS_DATABASE_URL, migrated to the newest schema."""
+    from cds_service.config import Settings
+    from cds_service.db.engine import make_engine, upgrade
+
+    eng = make_engine(Settings().database_url)
+    upgrade(eng)
+    return eng
+
+
+def local_key_path() -> Path:
+    return data_dir() / "keys" / "local-signing-key.json"
+
+
+def local_issuer_path() -> Path:
+    return data_dir() / "keys" / "local-issuer.txt"
+
+
+def local_issuer() -> str:
+    """The issuer `keys init` registered the local key under (default: the built-in one)."""
+    from cds_service.security.local_issuer import LOCAL_ISSUER
+
+    path = local_issuer_path()
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else LOCAL_ISSUER
+
+
+def hook_definitions() -> dict[str, HookDefinition]:
+    """Service id -> hook definition from CDS_HOOKS_DIR; a new model needs a TOML file, not code."""
+    from cds_service.config import Settings
+    from cds_service.serving.hook_defs import HookDefinitionError
+    from cds_service.serving.registry import load_registry
+
+    settings = Settings()
+    try:
+        registry = load_registry(settings.hooks_dir, settings.models_dir)
+    except (HookDefinitionError, OSError, ValueError) as exc:
+        raise fail(str(exc), ExitCode.BAD_INPUT) from exc
+    return registry.services

@@ -1,0 +1,71 @@
+"""Training data and training: ``train`` and ``table``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cds_service.cli.common import fail
+from cds_service.cli.exit_codes import ExitCode
+from cds_service.paths import data_dir, models_dir
+
+
+def train(
+    model: Annotated[str, typer.Argument(help="Model folder name under models/.")],
+    export: Annotated[
+        Path | None, typer.Option(help="FHIR Bulk export folder (default: training.toml).")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="Version (default: training.toml).")] = None,
+    models: Annotated[Path | None, typer.Option(help="Models root folder.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train, calibrate and evaluate a model; write its artifact, manifest and model card."""
+    from cds_service.training.config import ConfigError
+    from cds_service.training.train import train_model
+    from fhir_mappers.spec import SpecError
+
+    root = models or models_dir()
+    if not (root / model / "features.toml").is_file():
+        raise fail(f"no models/{model}/features.toml under {root}", ExitCode.BAD_INPUT)
+    try:
+        result = train_model(
+            model, models_root=root, export_dir=export, version=version, progress=progress
+        )
+    except (SpecError, ConfigError, FileNotFoundError) as exc:
+        raise fail(str(exc), ExitCode.BAD_INPUT) from exc
+    except ValueError as exc:
+        raise fail(str(exc), ExitCode.TRAINING) from exc
+    test = result.manifest["metrics"]["test"]
+    typer.echo(f"model: {result.directory}")
+    typer.echo(f"sha256: {result.model_sha256}")
+    typer.echo(
+        f"test AUROC {test['auroc']}, AUPRC {test['auprc']}, Brier {test['brier']}, "
+        f"calibration intercept {test['calibration_intercept']}, "
+        f"slope {test['calibration_slope']}"
+    )
+
+
+def table(
+    model: Annotated[str, typer.Argument(help="Model folder name under models/.")],
+    export: Annotated[Path, typer.Option(help="FHIR Bulk export folder.")] = Path("data/synth"),
+    out: Annotated[Path | None, typer.Option(help="CSV to write.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Build the training table (one row per index event, with the label) as CSV."""
+    from fhir_mappers.bulk import write_training_table
+    from fhir_mappers.spec import load_spec
+
+    spec = load_spec(models_dir() / model / "features.toml")
+    target = out or data_dir() / "tables" / f"{model}.csv"
+    stats = write_training_table(export, spec, target, progress=progress)
+    typer.echo(
+        f"{target}: {stats.rows} rows, {stats.positives} positives, "
+        f"{stats.dropped_missing_required} dropped for missing required inputs, "
+        f"{stats.resources} resources from {stats.patients} patients"
+    )
+    if stats.warnings:
+        typer.echo(
+            "mapper warnings: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.warnings.items()))
+        )
