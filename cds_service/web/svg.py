@@ -60,7 +60,7 @@ def nice_ticks(top: float, count: int = 4) -> list[float]:
 class Svg:
     """One ``<svg role="img">`` element with an accessible label, built part by part."""
 
-    def __init__(self, width: int, height: int, label: str, **root: object) -> None:
+    def __init__(self, width: int, height: int, label: str, /, **root: object) -> None:
         self.width, self.height, self.label = width, height, label
         self.root = root
         self.parts: list[str] = []

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,18 +33,7 @@ from joserfc.jwk import KeySet
 from cds_service.config import Settings
 from cds_service.security.jwks import JwksCache, KeyUnavailable, UnknownKeyId
 from cds_service.web.errors import SignInError
-
-with warnings.catch_warnings():
-    # Authlib prefers the httpx2 package and warns when it falls back to httpx (which is what
-    # this service uses); the fallback is the supported path here. authlib.deprecate installs
-    # its own "always" filter on import: import it first, then put ours in front.
-    import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
-
-    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
-    from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
-        AsyncOAuth2Client,
-        OAuthError,
-    )
+from cds_service.web.oauth import AsyncOAuth2Client, OAuthError
 
 SESSION_COOKIE = "cds_dashboard"
 LOGIN_COOKIE = "cds_dashboard_login"

@@ -22,25 +22,12 @@ import hmac
 import json
 import re
 import secrets
-import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-
-with warnings.catch_warnings():
-    # Authlib 1.6+ prefers the httpx2 package and warns when it falls back to httpx (which is
-    # what this service uses); the fallback is the supported path here.
-    # authlib.deprecate installs its own "always" filter on import: import it first.
-    import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
-
-    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
-    from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
-        AsyncOAuth2Client,
-        OAuthError,
-    )
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -52,6 +39,7 @@ from cds_service.security.trusted_callers import (
     normalize_base,
 )
 from cds_service.web.errors import SignInError
+from cds_service.web.oauth import AsyncOAuth2Client, OAuthError
 
 SESSION_KIND = "smart"
 LAUNCH_SECONDS = 600  # from the launch to the return from the authorization server
