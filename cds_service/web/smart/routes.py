@@ -4,7 +4,8 @@
 - ``GET /smart/callback?code&state``: state check, code exchange, session bound to the token.
 - ``GET /smart/app?s=<launch handle>``: the page (risk, factors, trends, missing inputs, model).
 - ``POST /smart/feedback``: accept or dismiss (with a reason), stored like CDS Hooks feedback
-  in ``card_feedback`` with ``channel='smart'``; CSRF-protected by a per-session token.
+  in ``card_feedback`` with ``channel='smart'``; CSRF-protected by a per-session token (in
+  ``feedback``, whose router this one includes).
 
 Sessions live in the database (any replica can serve any step); the browser holds one cookie per
 launch (``cds_smart_<handle>``, HttpOnly) with a random id. Several launches (several patients)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from cds_service.monitoring.run import Thresholds
-from cds_service.web.dashboard import charts
-from cds_service.web.dashboard.charts import Cell
+from cds_service.web.dashboard import grids
+from cds_service.web.dashboard.grids import Cell
 from cds_service.web.dashboard.layout import length_label, panel
 from cds_service.web.dashboard.queries import DashboardData, Figure, WindowKey, details_of
 from cds_service.web.html import num
@@ -121,7 +121,7 @@ def drift_panel(data: DashboardData) -> str:
         cell = _cell(figs, f"{rows[i]}, {keys[j].label}: ", prediction, alert)
         if cell is not None:
             cells[(i, j)] = cell
-    chart = charts.heatmap(
+    chart = grids.heatmap(
         "drift",
         "Population stability index per input and window",
         rows,

@@ -3,7 +3,7 @@ history from the hash-chained records."""
 
 from __future__ import annotations
 
-from cds_service.web.dashboard import charts
+from cds_service.web.dashboard import grids
 from cds_service.web.dashboard.layout import panel
 from cds_service.web.dashboard.queries import DashboardData
 from cds_service.web.html import esc, num, pct
@@ -55,7 +55,7 @@ def shadow_panel(data: DashboardData) -> str:
         + "</tbody></table>"
     )
     thresholds = [b for _n, b, _i in data.histogram.bands if 0 < b < 1]
-    chart = charts.scatter(
+    chart = grids.scatter(
         "shadow",
         f"Live risk against shadow {sh.sample_version} risk for the same calls",
         sh.sample,

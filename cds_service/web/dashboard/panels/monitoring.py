@@ -8,7 +8,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
-from cds_service.web.dashboard import charts
+from cds_service.web.dashboard import charts, grids
 from cds_service.web.dashboard.layout import figures_table, latest_figure, panel
 from cds_service.web.dashboard.queries import (
     AlertItem,
@@ -100,7 +100,7 @@ def performance_panel(data: DashboardData) -> str:
 
 
 def calibration_panel(data: DashboardData) -> str:
-    chart = charts.calibration_plot(
+    chart = grids.calibration_plot(
         "calibration",
         "Calibration: observed rate against predicted risk",
         [(b.predicted, b.observed, b.n) for b in data.calibration],
