@@ -47,7 +47,9 @@ from cds_service.web.dashboard.responses import (
     message,
     set_cookie,
 )
+from cds_service.web.deps import Sessions
 from cds_service.web.errors import SignInError
+from cds_service.web.sessions import SessionStore
 
 log = logging.getLogger("cds_service.web.dashboard")
 router = APIRouter()
@@ -192,12 +194,11 @@ async def static_asset(name: str) -> Response:
 
 
 @router.get("/dashboard/login", include_in_schema=False)
-async def login(request: Request, st: State) -> Response:
+async def login(request: Request, st: State, sessions: Sessions) -> Response:
     config = sign_in_config(st.settings)
     next_url = safe_next(request.query_params.get("next"))
     if config.mode == "development":
         return RedirectResponse(next_url, 303, headers=SECURITY_HEADERS)
-    sessions = st.sessions
     if config.mode != "oidc" or sessions is None:
         return html(pages.not_configured_page(config.problem or "No session store."), 503)
     state = new_login_state(next_url)
@@ -258,9 +259,9 @@ def _not_in_team(st: ServiceState, name: str) -> Response:
     return refusal
 
 
-async def _start_session(st: ServiceState, claims: dict[str, Any], issuer: str) -> str:
-    sessions = st.sessions
-    assert sessions is not None
+async def _start_session(
+    st: ServiceState, sessions: SessionStore, claims: dict[str, Any], issuer: str
+) -> str:
     data = {
         "sub": str(claims["sub"]),
         "name": display_name(claims),
@@ -277,8 +278,7 @@ async def _start_session(st: ServiceState, claims: dict[str, Any], issuer: str) 
 
 
 @router.get("/dashboard/callback", include_in_schema=False)
-async def callback(request: Request, st: State) -> Response:
-    sessions = st.sessions
+async def callback(request: Request, st: State, sessions: Sessions) -> Response:
     if sign_in_config(st.settings).mode != "oidc" or sessions is None:
         return html(pages.not_configured_page("OpenID Connect is not configured."), 503)
     handle = request.cookies.get(LOGIN_COOKIE)
@@ -300,7 +300,7 @@ async def callback(request: Request, st: State) -> Response:
         return _refusal(exc)
     if not has_role(claims, st.settings.dashboard_role_claim, st.settings.dashboard_role_value):
         return _not_in_team(st, display_name(claims))
-    session_id = await _start_session(st, claims, oidc.issuer)
+    session_id = await _start_session(st, sessions, claims, oidc.issuer)
     response = RedirectResponse(safe_next(login_state.get("next")), 303, headers=SECURITY_HEADERS)
     lifetime = st.settings.session_lifetime_seconds
     set_cookie(response, st.settings, SESSION_COOKIE, session_id, lifetime)
@@ -309,10 +309,10 @@ async def callback(request: Request, st: State) -> Response:
 
 
 @router.api_route("/dashboard/logout", methods=["GET", "POST"], include_in_schema=False)
-async def logout(request: Request, st: State) -> Response:
+async def logout(request: Request, st: State, sessions: Sessions) -> Response:
     handle = request.cookies.get(SESSION_COOKIE)
-    if handle and st.sessions is not None and len(handle) <= 100:
-        await anyio.to_thread.run_sync(st.sessions.delete, handle)
+    if handle and sessions is not None and len(handle) <= 100:
+        await anyio.to_thread.run_sync(sessions.delete, handle)
     response = message(
         200,
         "Signed out",
