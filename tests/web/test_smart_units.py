@@ -13,6 +13,7 @@ import pytest
 
 from cds_service.cds_hooks.examples import ed_case, post_mi_case
 from cds_service.config import Settings
+from cds_service.web.errors import SignInError
 from cds_service.web.smart import flow
 from cds_service.web.smart.charts import Chart, Series, render_svg, trend_charts
 from cds_service.web.smart.page import CONTENT_SECURITY_POLICY, document, error_page
@@ -49,7 +50,7 @@ def test_iss_checks() -> None:
         ("https://other.example.org/fhir", "l1", {fhir}, False, 403),
         (fhir, "x" * 3000, None, True, 400),
     ):
-        with pytest.raises(flow.SmartError) as caught:
+        with pytest.raises(SignInError) as caught:
             flow.check_iss(iss, launch, allowed, dev)
         assert caught.value.status == status, iss
 

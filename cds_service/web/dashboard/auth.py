@@ -11,16 +11,15 @@ and ``nonce``, against the hospital's identity provider.
 
 Tokens never reach the browser and are not kept: the session holds the user's subject, name and
 the time of sign-in. Sessions live in the database (any replica can serve any request); the
-provider's metadata and keys are cached per process, which is only a cache.
+provider's metadata is cached per process, its keys in the same ``JwksCache`` that holds the CDS
+clients' keys (only a cache).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import secrets
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -32,18 +31,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from cds_service.config import Settings
-
-with warnings.catch_warnings():
-    # Authlib prefers the httpx2 package and warns when it falls back to httpx (which is what
-    # this service uses); the fallback is the supported path here. authlib.deprecate installs
-    # its own "always" filter on import: import it first, then put ours in front.
-    import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
-
-    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
-    from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
-        AsyncOAuth2Client,
-        OAuthError,
-    )
+from cds_service.security.jwks import JwksCache, KeyUnavailable, UnknownKeyId
+from cds_service.web.errors import SignInError
+from cds_service.web.oauth import AsyncOAuth2Client, OAuthError
 
 SESSION_COOKIE = "cds_dashboard"
 LOGIN_COOKIE = "cds_dashboard_login"
@@ -57,15 +47,6 @@ ID_TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS
 LEEWAY_SECONDS = 60
 METADATA_MAX_AGE = 3600.0
 KEYS_MIN_REFRESH = 30.0
-
-
-class SignInError(Exception):
-    """A sign-in that cannot go on: the status code and a message for the person."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +162,9 @@ class OidcClient:
         self.timeout = settings.fhir_timeout_seconds
         self._http = http
         self._metadata: tuple[float, dict[str, Any]] | None = None
-        self._keys: tuple[float, KeySet, frozenset[str]] | None = None
-        self._lock = asyncio.Lock()
+        self._jwks = JwksCache(
+            http, min_refresh_seconds=KEYS_MIN_REFRESH, max_age_seconds=METADATA_MAX_AGE
+        )
 
     async def _get_json(
         self, url: str, what: str, headers: dict[str, str] | None = None
@@ -217,25 +199,17 @@ class OidcClient:
         return doc
 
     async def keys(self, kid: str | None) -> KeySet:
-        async with self._lock:
-            now = time.monotonic()
-            cached = self._keys
-            fresh = cached is not None and now - cached[0] < METADATA_MAX_AGE
-            known = cached is not None and (kid is None or kid in cached[2])
-            may_refresh = cached is None or now - cached[0] >= KEYS_MIN_REFRESH
-            if cached is None or not fresh or (not known and may_refresh):
-                doc = await self._get_json(str((await self.metadata())["jwks_uri"]), "keys")
-                keys = [
-                    k for k in doc.get("keys", []) if isinstance(k, dict) and "d" not in k
-                ]  # public keys only
-                try:
-                    key_set = KeySet.import_key_set({"keys": keys})
-                except (JoseError, ValueError, TypeError) as exc:
-                    raise SignInError(502, f"The provider's keys are unusable ({exc}).") from None
-                kids = frozenset(str(k["kid"]) for k in keys if "kid" in k)
-                self._keys = cached = (now, key_set, kids)
-            assert cached is not None
-            return cached[1]
+        jwks_uri = str((await self.metadata())["jwks_uri"])
+        try:
+            return await self._jwks.keys_at(jwks_uri, kid)
+        except UnknownKeyId:
+            raise SignInError(
+                401, "The ID token is signed with a key the provider does not publish."
+            ) from None
+        except KeyUnavailable as exc:
+            raise SignInError(
+                502, f"The identity provider's keys could not be read ({exc})."
+            ) from None
 
     def _auth_method(self, metadata: dict[str, Any]) -> str:
         if not self.client_secret:

@@ -1,4 +1,5 @@
-"""Charts as inline SVG, drawn on the server (no JavaScript, no CDN, nothing fetched).
+"""Dashboard charts along axes (bars, histogram, lines) as inline SVG, drawn on the server (no
+JavaScript, no CDN, nothing fetched); the grid charts are in ``grids``.
 
 Each function returns one ``<svg class="chart" data-chart="...">`` element. Every data mark has
 the class ``mark``, a ``data-value`` attribute and a ``<title>`` (the browser's tooltip), so the
@@ -11,42 +12,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html import escape
 
-FONT = 12
+from cds_service.web.html import num, pct
+from cds_service.web.svg import Svg, coord, nice_ticks
 
-
-def esc(value: object) -> str:
-    return escape(str(value), quote=True)
-
-
-def pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def num(value: float | None, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if value != 0 and abs(value) < 10 ** (-digits):
-        return f"{value:.1e}"
-    return f"{value:.{digits}f}"
-
-
-def _f(x: float) -> str:
-    return f"{x:.1f}".rstrip("0").rstrip(".")
-
-
-def nice_ticks(top: float, count: int = 4) -> list[float]:
-    """Round tick values from 0 to at least ``top``."""
-    if top <= 0:
-        return [0.0, 1.0]
-    raw = top / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    ticks = [0.0]
-    while ticks[-1] < top - 1e-12:
-        ticks.append(round(ticks[-1] + step, 10))
-    return ticks
+__all__ = [
+    "Plot",
+    "chart_svg",
+    "empty",
+    "hbars",
+    "histogram",
+    "line_chart",
+    "nice_ticks",
+    "stacked_bars",
+]
 
 
 def _tick_label(value: float, as_pct: bool) -> str:
@@ -57,65 +36,14 @@ def _tick_label(value: float, as_pct: bool) -> str:
     return f"{value:g}"
 
 
-class Svg:
-    def __init__(self, kind: str, width: int, height: int, label: str) -> None:
-        self.kind, self.width, self.height, self.label = kind, width, height, label
-        self.parts: list[str] = []
-
-    def add(self, markup: str) -> None:
-        self.parts.append(markup)
-
-    def text(
-        self, x: float, y: float, value: str, cls: str = "", anchor: str = "start", size: int = FONT
-    ) -> None:
-        klass = f' class="{cls}"' if cls else ""
-        self.add(
-            f'<text x="{_f(x)}" y="{_f(y)}" font-size="{size}" text-anchor="{anchor}"{klass}>'
-            f"{esc(value)}</text>"
-        )
-
-    def vertical_text(self, x: float, y: float, value: str) -> None:
-        self.add(
-            f'<text x="{_f(x)}" y="{_f(y)}" font-size="{FONT}" class="axis" text-anchor="middle" '
-            f'transform="rotate(-90 {_f(x)} {_f(y)})">{esc(value)}</text>'
-        )
-
-    def line(self, x1: float, y1: float, x2: float, y2: float, cls: str) -> None:
-        self.add(f'<line x1="{_f(x1)}" y1="{_f(y1)}" x2="{_f(x2)}" y2="{_f(y2)}" class="{cls}"/>')
-
-    def rect(
-        self, x: float, y: float, w: float, h: float, cls: str, title: str, value: object
-    ) -> None:
-        self.add(
-            f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(max(w, 0))}" height="{_f(max(h, 0))}" '
-            f'class="mark {cls}" data-value="{esc(value)}"><title>{esc(title)}</title></rect>'
-        )
-
-    def circle(self, x: float, y: float, r: float, cls: str, title: str, value: object) -> None:
-        self.add(
-            f'<circle cx="{_f(x)}" cy="{_f(y)}" r="{_f(r)}" class="mark {cls}" '
-            f'data-value="{esc(value)}"><title>{esc(title)}</title></circle>'
-        )
-
-    def legend(self, items: Sequence[tuple[str, str]], x: float, y: float) -> None:
-        for name, cls in items:
-            self.add(f'<rect x="{_f(x)}" y="{_f(y - 9)}" width="10" height="10" class="{cls}"/>')
-            self.text(x + 14, y, name, "legend")
-            x += 30 + 7.2 * len(name)
-
-    def render(self) -> str:
-        return (
-            f'<svg class="chart" data-chart="{esc(self.kind)}" viewBox="0 0 {self.width} '
-            f'{self.height}" role="img" aria-label="{esc(self.label)}" '
-            f'xmlns="http://www.w3.org/2000/svg"><title>{esc(self.label)}</title>'
-            + "".join(self.parts)
-            + "</svg>"
-        )
+def chart_svg(kind: str, width: int, height: int, label: str) -> Svg:
+    """A dashboard chart: colours from the stylesheet's classes, named by ``data-chart``."""
+    return Svg(width, height, label, class_="chart", data_chart=kind)
 
 
 def empty(kind: str, message: str, width: int = 600, height: int = 120) -> str:
-    svg = Svg(kind, width, height, message)
-    svg.add(f'<rect x="0" y="0" width="{width}" height="{height}" class="empty-bg"/>')
+    svg = chart_svg(kind, width, height, message)
+    svg.element("rect", x=0, y=0, width=width, height=height, class_="empty-bg")
     svg.text(width / 2, height / 2 + 4, message, "muted", "middle", 13)
     return svg.render()
 
@@ -175,7 +103,7 @@ def stacked_bars(
     totals = [sum(s[2][i] for s in series) for i in range(len(x_labels))]
     if not x_labels or not any(totals):
         return empty(kind, f"No {unit} in this selection", width)
-    svg = Svg(kind, width, height, label)
+    svg = chart_svg(kind, width, height, label)
     ticks = nice_ticks(max(totals))
     plot = Plot(48, 30, width - 64, height - 62, ticks[-1])
     _y_axis(svg, plot, ticks)
@@ -213,7 +141,7 @@ def histogram(
     """Risk histogram; bars coloured by the risk band their bin falls in, band limits dashed."""
     if not any(counts):
         return empty(kind, "No risk was computed in this selection", width)
-    svg = Svg(kind, width, height, label)
+    svg = chart_svg(kind, width, height, label)
     ticks = nice_ticks(max(counts))
     plot = Plot(44, 34, width - 60, height - 70, ticks[-1])
     _y_axis(svg, plot, ticks)
@@ -265,7 +193,7 @@ def hbars(
         return empty(kind, "Nothing to show", width)
     row_h = 22
     height = 40 + row_h * len(rows)
-    svg = Svg(kind, width, height, label)
+    svg = chart_svg(kind, width, height, label)
     top = max(max_value or 0.0, *(r[1] for r in rows), *(r[2] or 0.0 for r in rows))
     ticks = nice_ticks(top if top > 0 else 1.0)
     longest = max(len(r[0]) for r in rows)
@@ -285,61 +213,53 @@ def hbars(
         svg.rect(left, y + 2, value * scale, row_h - 8, bar_class, f"{name}: {note}", value)
         if ref is not None:
             x = left + ref * scale
-            svg.add(
-                f'<path d="M{_f(x)} {_f(y)} v{row_h - 4}" class="ref-mark">'
-                f"<title>{esc(name)}: {esc(marker_name)} {esc(pct(ref))}</title></path>"
+            svg.element(
+                "path",
+                f"{name}: {marker_name} {pct(ref)}",
+                d=f"M{coord(x)} {coord(y)} v{row_h - 4}",
+                class_="ref-mark",
             )
         svg.text(left + value * scale + 6, y + 13, note, "value-label")
     return svg.render()
 
 
-@dataclass(frozen=True, slots=True)
-class Cell:
-    value: float | None
-    text: str
-    title: str
-    level: int  # 0..3 for colour, -1 for "not computed"
-    alert: bool = False
+def _y_scale(
+    values: Sequence[float],
+    y_range: tuple[float, float] | None,
+    references: Sequence[tuple[float, str]],
+) -> tuple[float, float, list[float]]:
+    """The y axis of a line chart: from zero with round ticks, or over ``y_range``."""
+    lo, hi = y_range or (min(0.0, *values), max(values))
+    hi = max([hi, *(r[0] for r in references)])
+    if hi <= lo:
+        hi = lo + 1
+    if y_range is None or lo == 0:
+        ticks = nice_ticks(hi)
+        return 0.0, ticks[-1], ticks
+    step = nice_ticks(hi - lo, 5)[1]
+    first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+    return lo, hi, [round(k * step, 6) for k in range(first, last + 1)]
 
 
-def heatmap(
-    kind: str,
-    label: str,
-    row_labels: Sequence[str],
-    col_labels: Sequence[str],
-    cells: dict[tuple[int, int], Cell],
-    *,
-    width: int = 1200,
-    legend: Sequence[tuple[str, str]] = (),
-) -> str:
-    if not row_labels or not col_labels:
-        return empty(kind, "No drift figures for this selection", width)
-    row_h = 24
-    label_w = min(210, 14 + 6.6 * max(len(r) for r in row_labels))
-    height = 56 + row_h * len(row_labels)
-    svg = Svg(kind, width, height, label)
-    col_w = min(150.0, (width - label_w - 10) / len(col_labels))
-    for j, col in enumerate(col_labels):
-        svg.text(label_w + col_w * (j + 0.5), 40, col, "axis", "middle")
-    for i, row in enumerate(row_labels):
-        y = 48 + i * row_h
-        svg.text(label_w - 8, y + 16, row, "axis", "end")
-        for j in range(len(col_labels)):
-            cell = cells.get((i, j))
-            x = label_w + col_w * j
-            if cell is None:
-                svg.add(
-                    f'<rect x="{_f(x + 1)}" y="{_f(y + 1)}" width="{_f(col_w - 2)}" '
-                    f'height="{row_h - 2}" class="heat-none"/>'
-                )
-                continue
-            cls = "heat-na" if cell.level < 0 else f"heat-{cell.level}"
-            if cell.alert:
-                cls += " heat-alert"
-            svg.rect(x + 1, y + 1, col_w - 2, row_h - 2, cls, cell.title, cell.value)
-            svg.text(x + col_w / 2, y + 16, cell.text, "cell-label", "middle", 11)
-    svg.legend(legend, label_w, 16)
-    return svg.render()
+def _line(
+    svg: Svg,
+    plot: Plot,
+    step: float,
+    x_labels: Sequence[str],
+    series: tuple[str, str, Sequence[float | None]],
+    as_pct: bool,
+) -> None:
+    name, cls, values = series
+    points = [
+        (i, plot.left + step * (i + 0.5), plot.y(v), v)
+        for i, v in enumerate(values)
+        if v is not None
+    ]
+    if len(points) > 1:
+        svg.polyline([(x, y) for _i, x, y, _v in points], f"series {cls}")
+    for i, x, y, v in points:
+        shown = pct(v) if as_pct else num(v)
+        svg.circle(x, y, 4, f"dot {cls}", f"{name}, {x_labels[i]}: {shown}", round(v, 6))
 
 
 def line_chart(
@@ -353,23 +273,14 @@ def line_chart(
     y_range: tuple[float, float] | None = None,
     references: Sequence[tuple[float, str]] = (),
     as_pct: bool = False,
-    dots: bool = True,
 ) -> str:
+    """Lines per series (name, css class, value per x or None); every value a dot with its
+    tooltip, horizontal ``references`` (a gate) dashed."""
     values = [v for _n, _c, vs in series for v in vs if v is not None]
     if not x_labels or not values:
         return empty(kind, "No figures yet for this selection", width)
-    lo, hi = y_range or (min(0.0, *values), max(values))
-    hi = max([hi, *(r[0] for r in references)])
-    if hi <= lo:
-        hi = lo + 1
-    svg = Svg(kind, width, height, label)
-    if y_range is None or lo == 0:
-        ticks = nice_ticks(hi)
-        lo, hi = 0.0, ticks[-1]
-    else:
-        step = nice_ticks(hi - lo, 5)[1]
-        first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
-        ticks = [round(k * step, 6) for k in range(first, last + 1)]
+    lo, hi, ticks = _y_scale(values, y_range, references)
+    svg = chart_svg(kind, width, height, label)
     plot = Plot(48, 30, width - 64, height - 62, hi, lo)
     _y_axis(svg, plot, ticks, as_pct)
     step = plot.width / len(x_labels)
@@ -377,104 +288,8 @@ def line_chart(
         y = plot.y(y_value)
         svg.line(plot.left, y, plot.left + plot.width, y, "threshold")
         svg.text(plot.left + 4, y - 4, text, "marker-label")
-    for name, cls, vs in series:
-        points = [
-            (plot.left + step * (i + 0.5), plot.y(v), v) for i, v in enumerate(vs) if v is not None
-        ]
-        if len(points) > 1:
-            path = " ".join(f"{_f(x)},{_f(y)}" for x, y, _v in points)
-            svg.add(f'<polyline points="{path}" class="series {cls}"/>')
-        for (x, y, v), i in zip(
-            points, [i for i, v in enumerate(vs) if v is not None], strict=True
-        ):
-            shown = pct(v) if as_pct else num(v)
-            svg.circle(x, y, 4, f"dot {cls}", f"{name}, {x_labels[i]}: {shown}", round(v, 6))
+    for one in series:
+        _line(svg, plot, step, x_labels, one, as_pct)
     _x_labels(svg, plot, x_labels, step, _label_every(x_labels, plot.width))
     svg.legend([(n, f"{c} swatch") for n, c, _ in series], plot.left, 16)
-    return svg.render()
-
-
-def calibration_plot(
-    kind: str,
-    label: str,
-    bins: Sequence[tuple[float, float, int]],  # (predicted, observed, n)
-    *,
-    size: int = 320,
-) -> str:
-    if not bins:
-        return empty(kind, "No outcomes yet: calibration needs known outcomes", 600)
-    width = size + 240
-    height = size + 56
-    svg = Svg(kind, width, height, label)
-    left, top = 52, 16
-    scale = size - 10
-
-    def xy(p: float, o: float) -> tuple[float, float]:
-        return left + p * scale, top + (1 - o) * scale
-
-    for t in (0, 0.25, 0.5, 0.75, 1.0):
-        x, y = xy(t, t)
-        svg.line(left, y, left + scale, y, "grid")
-        svg.line(x, top, x, top + scale, "grid")
-        svg.text(left - 6, y + 4, pct(t, 0), "axis", "end")
-        svg.text(x, top + scale + 16, pct(t, 0), "axis", "middle")
-    svg.line(*xy(0, 0), *xy(1, 1), "diagonal")
-    top_n = max(n for _p, _o, n in bins)
-    points = [xy(p, o) for p, o, _n in bins]
-    svg.add(
-        '<polyline points="'
-        + " ".join(f"{_f(x)},{_f(y)}" for x, y in points)
-        + '" class="series s-risk"/>'
-    )
-    for (p, o, n), (x, y) in zip(bins, points, strict=True):
-        r = 3 + 7 * math.sqrt(n / top_n)
-        svg.circle(
-            x, y, r, "dot s-risk", f"predicted {pct(p)}, observed {pct(o)} (n={n})", round(o, 6)
-        )
-    svg.text(left + scale / 2, top + scale + 34, "mean predicted risk", "axis", "middle")
-    svg.vertical_text(14, top + scale / 2, "observed rate")
-    lx = left + scale + 24
-    svg.line(lx, 30, lx + 24, 30, "diagonal")
-    svg.text(lx + 30, 34, "perfect calibration", "legend")
-    svg.circle(lx + 12, 54, 6, "s-risk swatch", "legend", "")
-    svg.text(lx + 30, 58, "risk bin (size: cards)", "legend")
-    return svg.render()
-
-
-def scatter(
-    kind: str,
-    label: str,
-    points: Sequence[tuple[float, float]],
-    *,
-    x_name: str,
-    y_name: str,
-    thresholds: Sequence[float] = (),
-    size: int = 300,
-) -> str:
-    if not points:
-        return empty(kind, "No paired predictions in this selection", 600)
-    width, height = size + 70, size + 50
-    svg = Svg(kind, width, height, label)
-    left, top = 48, 10
-    scale = size - 10
-
-    def xy(a: float, b: float) -> tuple[float, float]:
-        return left + a * scale, top + (1 - b) * scale
-
-    for t in (0, 0.25, 0.5, 0.75, 1.0):
-        x, y = xy(t, t)
-        svg.line(left, y, left + scale, y, "grid")
-        svg.line(x, top, x, top + scale, "grid")
-        svg.text(left - 6, y + 4, pct(t, 0), "axis", "end")
-        svg.text(x, top + scale + 16, pct(t, 0), "axis", "middle")
-    for t in thresholds:
-        x, y = xy(t, t)
-        svg.line(x, top, x, top + scale, "threshold")
-        svg.line(left, y, left + scale, y, "threshold")
-    svg.line(*xy(0, 0), *xy(1, 1), "diagonal")
-    for a, b in points:
-        x, y = xy(a, b)
-        svg.circle(x, y, 2.6, "dot s-shadow", f"{x_name} {pct(a)}, {y_name} {pct(b)}", round(b, 4))
-    svg.text(left + scale / 2, top + scale + 34, x_name, "axis", "middle")
-    svg.vertical_text(12, top + scale / 2, y_name)
     return svg.render()

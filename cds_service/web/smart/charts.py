@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from html import escape
 
+from cds_service.web.svg import Svg, nice_step
 from fhir_mappers.facts import PatientFacts
 from fhir_mappers.spec import ModelSpec
 
@@ -124,15 +124,6 @@ def trend_charts(spec: ModelSpec, facts: PatientFacts, index_time: datetime) -> 
     return list(groups.values())
 
 
-def _nice_step(span: float, target: int = 4) -> float:
-    raw = span / max(target, 1)
-    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
-    for mult in (1, 2, 5, 10):
-        if raw <= mult * magnitude:
-            return mult * magnitude
-    return 10 * magnitude
-
-
 def _fmt(value: float, step: float = 1.0) -> str:
     text = f"{step:.3f}".rstrip("0").rstrip(".")
     decimals = len(text.split(".")[1]) if "." in text else 0
@@ -165,112 +156,138 @@ def _time_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
     return ticks
 
 
-def render_svg(chart: Chart) -> str:
-    """The chart as an accessible inline SVG (presentation attributes only, no style)."""
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    values = [v for s in chart.series for _, v in s.points]
-    total = (chart.end - chart.start).total_seconds() or 1.0
+_AXIS, _GRID, _INK, _MUTED = "#8a96a3", "#dde3ea", "#3d4a57", "#5b6b7c"
+_PLOT_W, _PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
-    def x(moment: datetime) -> float:
-        return LEFT + plot_w * (moment - chart.start).total_seconds() / total
 
-    unit = f" {chart.unit}" if chart.unit and chart.unit != "%" else chart.unit
-    label = f"{chart.title}: {chart.point_count} values over {_span_text(chart)}"
-    out = [
-        f'<svg class="trend" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" data-points="{chart.point_count}" '
-        f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{escape(label)}</title>",
-    ]
-    used_x = max(LEFT, x(chart.used_from))
-    out.append(
-        f'<rect x="{used_x:.1f}" y="{TOP}" width="{LEFT + plot_w - used_x:.1f}" '
-        f'height="{plot_h}" fill="#eef4fb"/>'
+@dataclass(frozen=True, slots=True)
+class _Scale:
+    """Time -> x and value -> y of one chart."""
+
+    start: datetime
+    seconds: float
+    lo: float = 0.0
+    hi: float = 1.0
+
+    def x(self, moment: datetime) -> float:
+        return LEFT + _PLOT_W * (moment - self.start).total_seconds() / self.seconds
+
+    def y(self, value: float) -> float:
+        return TOP + _PLOT_H * (1 - (value - self.lo) / (self.hi - self.lo))
+
+
+def _value_range(values: list[float]) -> tuple[float, float, float]:
+    """Round lower and upper ends of the y axis, and the step between its ticks."""
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-9:  # one value (or all equal): a band around it
+        pad = max(abs(lo) * 0.05, 0.5)
+        lo, hi = lo - pad, hi + pad
+    step = nice_step(hi - lo)
+    lo = math.floor(lo / step) * step
+    hi = math.ceil(hi / step) * step
+    if hi - lo < 2 * step:
+        hi += step
+    return lo, hi, step
+
+
+def _used_span(svg: Svg, chart: Chart, scale: _Scale) -> None:
+    used_x = max(LEFT, scale.x(chart.used_from))
+    svg.element(
+        "rect", x=used_x, y=TOP, width=LEFT + _PLOT_W - used_x, height=_PLOT_H, fill="#eef4fb"
     )
     if used_x > LEFT + 40:
-        out.append(
-            f'<text x="{used_x + 4:.1f}" y="{TOP + 12}" font-size="10" fill="#5b6b7c">'
-            "used by the model</text>"
-        )
-    if values:
-        lo, hi = min(values), max(values)
-        if hi - lo < 1e-9:  # one value (or all equal): a band around it
-            pad = max(abs(lo) * 0.05, 0.5)
-            lo, hi = lo - pad, hi + pad
-        step = _nice_step(hi - lo)
-        lo = math.floor(lo / step) * step
-        hi = math.ceil(hi / step) * step
-        if hi - lo < 2 * step:
-            hi += step
+        svg.text(used_x + 4, TOP + 12, "used by the model", size=10, fill=_MUTED)
 
-        def y(value: float) -> float:
-            return TOP + plot_h * (1 - (value - lo) / (hi - lo))
 
-        tick = lo
-        while tick <= hi + step / 1000:
-            ty = y(tick)
-            out.append(
-                f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{ty:.1f}" y2="{ty:.1f}" '
-                'stroke="#dde3ea" stroke-width="1"/>'
+def _y_axis(svg: Svg, scale: _Scale, step: float) -> None:
+    tick = scale.lo
+    while tick <= scale.hi + step / 1000:
+        ty = scale.y(tick)
+        svg.line(LEFT, ty, LEFT + _PLOT_W, ty, stroke=_GRID, stroke_width=1)
+        svg.text(LEFT - 6, ty + 4, _fmt(tick, step), anchor="end", size=11, fill=_INK)
+        tick += step
+
+
+def _series(svg: Svg, chart: Chart, scale: _Scale, unit: str) -> None:
+    for n, series in enumerate(chart.series):
+        colour = SERIES_COLOURS[n % len(SERIES_COLOURS)]
+        coords = [(scale.x(t), scale.y(v), t, v) for t, v in series.points]
+        if len(coords) > 1:
+            svg.polyline(
+                [(cx, cy) for cx, cy, _, _ in coords],
+                fill="none",
+                stroke=colour,
+                stroke_width=2,
+                stroke_linejoin="round",
             )
-            out.append(
-                f'<text x="{LEFT - 6}" y="{ty + 4:.1f}" font-size="11" text-anchor="end" '
-                f'fill="#3d4a57">{escape(_fmt(tick, step))}</text>'
+        name = f"{series.name} " if series.name else ""
+        for cx, cy, t, v in coords:
+            svg.element(
+                "circle",
+                f"{name}{_fmt_value(v)}{unit} at {t:%Y-%m-%d %H:%M} UTC",
+                class_="point",
+                cx=cx,
+                cy=cy,
+                r=4,
+                fill=colour if t > chart.used_from else OLD_COLOUR,
+                stroke="#ffffff",
+                stroke_width=1,
             )
-            tick += step
-        for n, series in enumerate(chart.series):
-            colour = SERIES_COLOURS[n % len(SERIES_COLOURS)]
-            coords = [(x(t), y(v), t, v) for t, v in series.points]
-            if len(coords) > 1:
-                path = " ".join(f"{cx:.1f},{cy:.1f}" for cx, cy, _, _ in coords)
-                out.append(
-                    f'<polyline points="{path}" fill="none" stroke="{colour}" '
-                    'stroke-width="2" stroke-linejoin="round"/>'
-                )
-            for cx, cy, t, v in coords:
-                fill = colour if t > chart.used_from else OLD_COLOUR
-                name = f"{series.name} " if series.name else ""
-                tip = f"{name}{_fmt_value(v)}{unit} at {t:%Y-%m-%d %H:%M} UTC"
-                out.append(
-                    f'<circle class="point" cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{fill}" '
-                    f'stroke="#ffffff" stroke-width="1"><title>{escape(tip)}</title></circle>'
-                )
-        if any(s.name for s in chart.series):
-            lx = LEFT + plot_w
-            for n, series in enumerate(reversed(chart.series)):
-                colour = SERIES_COLOURS[(len(chart.series) - 1 - n) % len(SERIES_COLOURS)]
-                text_x = lx - 4
-                out.append(
-                    f'<text x="{text_x:.1f}" y="{TOP - 8}" font-size="11" text-anchor="end" '
-                    f'fill="{colour}">● {escape(series.name)}</text>'
-                )
-                lx -= 8 + 7 * (len(series.name) + 2)
-    else:
-        out.append(
-            f'<text x="{LEFT + plot_w / 2:.1f}" y="{TOP + plot_h / 2:.1f}" font-size="13" '
-            'text-anchor="middle" fill="#5b6b7c">no values in this period</text>'
-        )
-    out.append(
-        f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" '
-        'stroke="#8a96a3" stroke-width="1"/>'
-    )
+
+
+def _series_names(svg: Svg, chart: Chart) -> None:
+    lx = LEFT + _PLOT_W
+    for n, series in enumerate(reversed(chart.series)):
+        colour = SERIES_COLOURS[(len(chart.series) - 1 - n) % len(SERIES_COLOURS)]
+        svg.text(lx - 4, TOP - 8, f"● {series.name}", anchor="end", size=11, fill=colour)
+        lx -= 8 + 7 * (len(series.name) + 2)
+
+
+def _time_axis(svg: Svg, chart: Chart, scale: _Scale) -> None:
+    bottom = TOP + _PLOT_H
+    svg.line(LEFT, bottom, LEFT + _PLOT_W, bottom, stroke=_AXIS, stroke_width=1)
     for moment, text in _time_ticks(chart.start, chart.end):
-        tx = x(moment)
-        out.append(
-            f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{TOP + plot_h}" y2="{TOP + plot_h + 4}" '
-            'stroke="#8a96a3" stroke-width="1"/>'
+        tx = scale.x(moment)
+        svg.line(tx, bottom, tx, bottom + 4, stroke=_AXIS, stroke_width=1)
+        svg.text(tx, bottom + 17, text, anchor="middle", size=11, fill=_INK)
+
+
+def render_svg(chart: Chart) -> str:
+    """The chart as an accessible inline SVG (presentation attributes only, no style)."""
+    values = [v for s in chart.series for _, v in s.points]
+    label = f"{chart.title}: {chart.point_count} values over {_span_text(chart)}"
+    svg = Svg(
+        WIDTH,
+        HEIGHT,
+        label,
+        class_="trend",
+        width=WIDTH,
+        height=HEIGHT,
+        data_points=chart.point_count,
+    )
+    scale = _Scale(chart.start, (chart.end - chart.start).total_seconds() or 1.0)
+    _used_span(svg, chart, scale)
+    if values:
+        lo, hi, step = _value_range(values)
+        scale = _Scale(scale.start, scale.seconds, lo, hi)
+        _y_axis(svg, scale, step)
+        unit = f" {chart.unit}" if chart.unit and chart.unit != "%" else chart.unit
+        _series(svg, chart, scale, unit)
+        if any(s.name for s in chart.series):
+            _series_names(svg, chart)
+    else:
+        svg.text(
+            LEFT + _PLOT_W / 2,
+            TOP + _PLOT_H / 2,
+            "no values in this period",
+            anchor="middle",
+            size=13,
+            fill=_MUTED,
         )
-        out.append(
-            f'<text x="{tx:.1f}" y="{TOP + plot_h + 17}" font-size="11" text-anchor="middle" '
-            f'fill="#3d4a57">{escape(text)}</text>'
-        )
+    _time_axis(svg, chart, scale)
     if chart.unit:
-        out.append(
-            f'<text x="{LEFT}" y="{TOP - 8}" font-size="11" fill="#3d4a57">'
-            f"{escape(chart.unit)}</text>"
-        )
-    out.append("</svg>")
-    return "".join(out)
+        svg.text(LEFT, TOP - 8, chart.unit, size=11, fill=_INK)
+    return svg.render()
 
 
 def _span_text(chart: Chart) -> str:

@@ -22,25 +22,12 @@ import hmac
 import json
 import re
 import secrets
-import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-
-with warnings.catch_warnings():
-    # Authlib 1.6+ prefers the httpx2 package and warns when it falls back to httpx (which is
-    # what this service uses); the fallback is the supported path here.
-    # authlib.deprecate installs its own "always" filter on import: import it first.
-    import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
-
-    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
-    from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
-        AsyncOAuth2Client,
-        OAuthError,
-    )
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -51,6 +38,8 @@ from cds_service.security.trusted_callers import (
     load_trusted_callers,
     normalize_base,
 )
+from cds_service.web.errors import SignInError
+from cds_service.web.oauth import AsyncOAuth2Client, OAuthError
 
 SESSION_KIND = "smart"
 LAUNCH_SECONDS = 600  # from the launch to the return from the authorization server
@@ -58,16 +47,6 @@ DEFAULT_TOKEN_SECONDS = 3600  # when the token response has no expires_in (SHOUL
 MAX_PARAM = 2048
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 HANDLE = re.compile(r"[A-Za-z0-9_-]{16}")
-
-
-class SmartError(Exception):
-    """A launch that cannot go on; the message is shown to the clinician (no identifiers)."""
-
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.title = title
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,27 +109,27 @@ def allowed_fhir_servers(
 
 def check_iss(iss: str | None, launch: str | None, allowed: set[str] | None, dev: bool) -> str:
     if not iss or not launch:
-        raise SmartError(
+        raise SignInError(
             400,
-            "Not an EHR launch",
             "This app opens from the EHR (the risk card's link): the launch needs both 'iss' "
             "and 'launch'.",
+            title="Not an EHR launch",
         )
     if len(iss) > MAX_PARAM or len(launch) > MAX_PARAM:
-        raise SmartError(400, "Launch refused", "The launch parameters are too long.")
+        raise SignInError(400, "The launch parameters are too long.", title="Launch refused")
     if not _is_http_url(iss, https_only=not dev):
-        raise SmartError(
+        raise SignInError(
             400,
-            "Launch refused",
             "'iss' must be the FHIR server's https URL." if not dev else "'iss' is not a URL.",
+            title="Launch refused",
         )
     base = normalize_base(iss)
     if allowed is not None and base not in allowed:
-        raise SmartError(
+        raise SignInError(
             403,
-            "Launch refused",
             "This FHIR server is not registered with the risk service "
             "(trusted-callers file, 'fhir_servers').",
+            title="Launch refused",
         )
     return iss
 
@@ -160,40 +139,42 @@ async def discover(http: httpx.AsyncClient, iss: str, dev: bool) -> SmartConfigu
     try:
         response = await http.get(url, headers={"Accept": "application/json"})
     except httpx.HTTPError as exc:
-        raise SmartError(
+        raise SignInError(
             502,
-            "EHR not reachable",
             f"The FHIR server's SMART configuration could not be read ({type(exc).__name__}).",
+            title="EHR not reachable",
         ) from None
     if response.status_code != 200:
-        raise SmartError(
+        raise SignInError(
             502,
-            "EHR configuration missing",
             f"The FHIR server answered HTTP {response.status_code} for "
             ".well-known/smart-configuration.",
+            title="EHR configuration missing",
         )
     try:
         doc = response.json()
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
-        raise SmartError(502, "EHR configuration invalid", "The SMART configuration is not JSON.")
+        raise SignInError(
+            502, "The SMART configuration is not JSON.", title="EHR configuration invalid"
+        )
     endpoints = {}
     for key in ("authorization_endpoint", "token_endpoint"):
         value = doc.get(key)
         if not isinstance(value, str) or not _is_http_url(value, https_only=not dev):
-            raise SmartError(
+            raise SignInError(
                 502,
-                "EHR configuration invalid",
                 f"The SMART configuration has no usable '{key}'.",
+                title="EHR configuration invalid",
             )
         endpoints[key] = value
     methods = doc.get("code_challenge_methods_supported")
     if isinstance(methods, list) and "S256" not in methods:
-        raise SmartError(
+        raise SignInError(
             502,
-            "EHR configuration invalid",
             "The authorization server does not support PKCE with S256, which SMART requires.",
+            title="EHR configuration invalid",
         )
     return SmartConfiguration(endpoints["authorization_endpoint"], endpoints["token_endpoint"])
 
@@ -270,29 +251,31 @@ async def exchange_code(
             )
     except OAuthError as exc:
         error = re.sub(r"[^a-z_]", "", str(getattr(exc, "error", "")).lower())[:40]
-        raise SmartError(
+        raise SignInError(
             502,
-            "Authorization failed",
             f"The EHR refused to exchange the authorization code ({error or 'error'}). "
             "Open the app again from the card.",
+            title="Authorization failed",
         ) from None
     except (httpx.HTTPError, ValueError) as exc:
-        raise SmartError(
+        raise SignInError(
             502,
-            "Authorization failed",
             f"The EHR's token endpoint did not answer usefully ({type(exc).__name__}).",
+            title="Authorization failed",
         ) from None
     access = token.get("access_token")
     if not isinstance(access, str) or not access:
-        raise SmartError(502, "Authorization failed", "The token response has no access token.")
+        raise SignInError(
+            502, "The token response has no access token.", title="Authorization failed"
+        )
     if str(token.get("token_type", "")).lower() != "bearer":
-        raise SmartError(502, "Authorization failed", "The token is not a Bearer token.")
+        raise SignInError(502, "The token is not a Bearer token.", title="Authorization failed")
     patient = token.get("patient")
     if not isinstance(patient, str) or not FHIR_ID.fullmatch(patient):
-        raise SmartError(
+        raise SignInError(
             400,
-            "No patient in context",
             "The EHR did not pass a patient with the launch; open the app from the patient's card.",
+            title="No patient in context",
         )
     encounter = token.get("encounter")
     if not (isinstance(encounter, str) and FHIR_ID.fullmatch(encounter)):
@@ -304,7 +287,9 @@ async def exchange_code(
         else DEFAULT_TOKEN_SECONDS
     )
     if expires_in <= 0:
-        raise SmartError(502, "Authorization failed", "The access token has already expired.")
+        raise SignInError(
+            502, "The access token has already expired.", title="Authorization failed"
+        )
     banner = token.get("need_patient_banner")
     return GrantedLaunch(
         access_token=access,

@@ -9,14 +9,16 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime
-from html import escape
 from typing import Any
 
 from cds_service.cds_hooks.cards import factor_lines, missing_lines
 from cds_service.serving.hook_defs import HookDefinition
+from cds_service.web.html import document as html_document
+from cds_service.web.html import esc, pct
 from cds_service.web.markdown import to_html
 from cds_service.web.smart.charts import render_svg
 from cds_service.web.smart.view import AppView
+from cds_service.web.svg import Svg
 
 CSS = """
 :root{--ink:#1d2733;--muted:#566473;--line:#d5dde6;--bg:#f5f7fa;--info:#1f6f43;
@@ -82,26 +84,19 @@ def _when(moment: datetime) -> str:
     return f"{moment:%d %b %Y %H:%M} UTC"
 
 
-def _pct(risk: float) -> str:
-    return f"{100 * risk:.0f}%"
-
-
 def document(title: str, body: str, subtitle: str = "") -> str:
-    sub = f"<p>{escape(subtitle)}</p>" if subtitle else ""
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        "<meta name='referrer' content='same-origin'>"
-        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>{escape(title)}</h1>{sub}</header><main>{body}</main>"
-        "<footer>Decision support only: it does not replace clinical judgement.</footer>"
-        "</body></html>"
+    sub = f"<p>{esc(subtitle)}</p>" if subtitle else ""
+    return html_document(
+        title,
+        f"<header><h1>{esc(title)}</h1>{sub}</header><main>{body}</main>"
+        "<footer>Decision support only: it does not replace clinical judgement.</footer>",
+        head=f"<meta name='referrer' content='same-origin'><style>{CSS}</style>",
     )
 
 
 def error_page(title: str, message: str) -> str:
     body = (
-        f"<section><h2>{escape(title)}</h2><p>{escape(message)}</p>"
+        f"<section><h2>{esc(title)}</h2><p>{esc(message)}</p>"
         "<p class='muted'>Nothing was stored. To try again, open the app from the risk card "
         "in the EHR.</p></section>"
     )
@@ -112,42 +107,34 @@ def _risk_scale(hook_def: HookDefinition, now: float | None, card: float | None)
     """The bands on a 0-100% bar, with the current risk (filled marker) and the card's (ring)."""
     width, left, right = 560, 10, 10
     plot = width - left - right
-    out = [
-        f'<svg class="scale" role="img" viewBox="0 0 {width} 62" width="{width}" height="62" '
-        'aria-label="risk bands" xmlns="http://www.w3.org/2000/svg">'
-    ]
+    svg = Svg(width, 62, "risk bands", class_="scale", width=width, height=62)
     colours = {"info": "#cfe9d9", "warning": "#f6deb0", "critical": "#f3c4c0"}
     start = 0.0
     for band in hook_def.bands:
         end = min(band.below, 1.0)
         x0, x1 = left + plot * start, left + plot * end
-        out.append(
-            f'<rect x="{x0:.1f}" y="22" width="{x1 - x0:.1f}" height="14" '
-            f'fill="{colours.get(band.indicator, "#e3e7ec")}"/>'
-        )
-        out.append(
-            f'<text x="{(x0 + x1) / 2:.1f}" y="50" font-size="11" text-anchor="middle" '
-            f'fill="#3d4a57">{escape(band.name)}</text>'
-        )
+        fill = colours.get(band.indicator, "#e3e7ec")
+        svg.element("rect", x=x0, y=22, width=x1 - x0, height=14, fill=fill)
+        svg.text((x0 + x1) / 2, 50, band.name, anchor="middle", size=11, fill="#3d4a57")
         if end < 1.0:
-            out.append(
-                f'<text x="{x1:.1f}" y="16" font-size="10" text-anchor="middle" '
-                f'fill="#566473">{end * 100:.0f}%</text>'
-            )
+            svg.text(x1, 16, f"{end * 100:.0f}%", anchor="middle", size=10, fill="#566473")
         start = end
     if card is not None:
         cx = left + plot * min(max(card, 0.0), 1.0)
-        out.append(
-            f'<circle cx="{cx:.1f}" cy="29" r="7" fill="none" stroke="#22313f" '
-            'stroke-width="2"><title>risk on the card</title></circle>'
+        svg.element(
+            "circle",
+            "risk on the card",
+            cx=cx,
+            cy=29,
+            r=7,
+            fill="none",
+            stroke="#22313f",
+            stroke_width=2,
         )
     if now is not None:
         nx = left + plot * min(max(now, 0.0), 1.0)
-        out.append(
-            f'<circle cx="{nx:.1f}" cy="29" r="5" fill="#22313f"><title>risk now</title></circle>'
-        )
-    out.append("</svg>")
-    return "".join(out)
+        svg.element("circle", "risk now", cx=nx, cy=29, r=5, fill="#22313f")
+    return svg.render()
 
 
 def _risk_section(view: AppView) -> str:
@@ -157,10 +144,10 @@ def _risk_section(view: AppView) -> str:
     parts = []
     if view.prediction is not None and view.band is not None:
         parts.append(
-            f"<div class='risk ind-{escape(view.band.indicator)}' id='risk-now'>"
+            f"<div class='risk ind-{esc(view.band.indicator)}' id='risk-now'>"
             f"<div><div class='big' data-risk='{view.prediction.risk:.4f}'>"
-            f"{_pct(view.prediction.risk)}<span class='band'>{escape(view.band.name)}</span>"
-            f"</div></div><div><p><strong>{escape(hook_def.card.risk_sentence)}</strong>, "
+            f"{pct(view.prediction.risk, 0)}<span class='band'>{esc(view.band.name)}</span>"
+            f"</div></div><div><p><strong>{esc(hook_def.card.risk_sentence)}</strong>, "
             f"computed now ({_when(view.index_time)}) from the EHR's current data.</p>"
             f"{_risk_scale(hook_def, view.prediction.risk, card_risk)}</div></div>"
         )
@@ -169,27 +156,25 @@ def _risk_section(view: AppView) -> str:
         labels = ", ".join(spec.feature(n).label for n in view.extraction.missing_required(spec))
         parts.append(
             "<div id='risk-now'><p class='notice'><strong>No risk can be computed now</strong>: "
-            f"required inputs are missing or stale ({escape(labels)}). The model is never run "
+            f"required inputs are missing or stale ({esc(labels)}). The model is never run "
             "on defaults in their place.</p></div>"
         )
     if view.card_problem:
-        parts.append(f"<p class='notice'>{escape(view.card_problem)}</p>")
+        parts.append(f"<p class='notice'>{esc(view.card_problem)}</p>")
     elif card is not None:
         shown = (
-            f"<strong>{_pct(card.risk)}</strong> ({escape(card.band or '')})"
+            f"<strong>{pct(card.risk, 0)}</strong> ({esc(card.band or '')})"
             if card.risk is not None
             else "no risk (inputs were missing)"
         )
         same_version = card.model_version == view.model.version
         version_note = (
-            ""
-            if same_version
-            else f"; the risk now comes from version {escape(view.model.version)}"
+            "" if same_version else f"; the risk now comes from version {esc(view.model.version)}"
         )
         parts.append(
             f"<p class='card-risk' id='card-risk'>On the card you opened this from "
             f"(shown {_when(card.requested_at)}): {shown}, model "
-            f"{escape(card.model_name)} {escape(card.model_version)}{version_note}.</p>"
+            f"{esc(card.model_name)} {esc(card.model_version)}{version_note}.</p>"
         )
     if view.truncated:
         parts.append(
@@ -222,7 +207,7 @@ def _trends_section(view: AppView) -> str:
     if not view.charts:
         return ""
     figures = "".join(
-        f"<figure><figcaption>{escape(c.title)}</figcaption>{render_svg(c)}</figure>"
+        f"<figure><figcaption>{esc(c.title)}</figcaption>{render_svg(c)}</figure>"
         for c in view.charts
     )
     return (
@@ -252,16 +237,14 @@ def _model_section(view: AppView, base_url: str, environment: str) -> str:
     model = view.model
     url = f"{base_url}/models/{model.name}/{model.version}"
     env = (
-        ""
-        if environment == "production"
-        else f" · environment <strong>{escape(environment)}</strong>"
+        "" if environment == "production" else f" · environment <strong>{esc(environment)}</strong>"
     )
     return (
         "<section id='model' aria-labelledby='h-model'><h2 id='h-model'>Model</h2>"
-        f"<p><a href='{escape(url)}' target='_blank' rel='noopener'>{escape(model.name)} "
-        f"{escape(model.version)}</a> (model card){env}<br><span class='muted'>artifact sha256 "
-        f"<code>{escape(model.artifact_sha256[:12])}</code> · service "
-        f"{escape(view.hook_def.title)}</span></p></section>"
+        f"<p><a href='{esc(url)}' target='_blank' rel='noopener'>{esc(model.name)} "
+        f"{esc(model.version)}</a> (model card){env}<br><span class='muted'>artifact sha256 "
+        f"<code>{esc(model.artifact_sha256[:12])}</code> · service "
+        f"{esc(view.hook_def.title)}</span></p></section>"
     )
 
 
@@ -270,20 +253,20 @@ def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, An
         return ""
     if given:
         what = "Accepted" if given.get("outcome") == "accepted" else "Dismissed"
-        reason = f": {escape(str(given['reason']))}" if given.get("reason") else ""
+        reason = f": {esc(str(given['reason']))}" if given.get("reason") else ""
         return (
             "<section id='feedback' aria-labelledby='h-feedback'>"
             "<h2 id='h-feedback'>Your response</h2>"
             f"<p class='notice ok' id='feedback-done'>{what}{reason}. Recorded "
-            f"{escape(str(given.get('at', '')))}, thank you.</p></section>"
+            f"{esc(str(given.get('at', '')))}, thank you.</p></section>"
         )
     hidden = (
-        f"<input type='hidden' name='s' value='{escape(handle)}'>"
-        f"<input type='hidden' name='csrf' value='{escape(csrf)}'>"
+        f"<input type='hidden' name='s' value='{esc(handle)}'>"
+        f"<input type='hidden' name='csrf' value='{esc(csrf)}'>"
     )
     reasons = "".join(
-        f"<label><input type='radio' name='reason' value='{escape(r.code)}' required> "
-        f"{escape(r.display)}</label>"
+        f"<label><input type='radio' name='reason' value='{esc(r.code)}' required> "
+        f"{esc(r.display)}</label>"
         for r in view.hook_def.card.override_reasons
     )
     return (

@@ -16,8 +16,8 @@ from sqlalchemy.engine import Engine
 from cds_service.cds_hooks.fhir_client import FhirClient, FhirFetchError
 from cds_service.serving.hook_defs import Band, HookDefinition
 from cds_service.serving.model_runtime import LoadedModel, Prediction
+from cds_service.web.errors import SignInError
 from cds_service.web.smart.charts import Chart, trend_charts
-from cds_service.web.smart.flow import SmartError
 from fhir_mappers.extract import Extraction, aggregate
 from fhir_mappers.facts import normalize
 from fhir_mappers.resources import dedupe, flatten, patient_id_of
@@ -99,29 +99,31 @@ async def fetch_patient_data(
     for query, result in zip(queries, results, strict=True):
         if isinstance(result, FhirFetchError):
             if "HTTP 401" in result.reason:
-                raise SmartError(
+                raise SignInError(
                     401,
-                    "Access has ended",
                     "The EHR no longer accepts this app's access. Open the app again from the "
                     "card.",
+                    title="Access has ended",
                 )
             if "HTTP 403" in result.reason:
-                raise SmartError(
+                raise SignInError(
                     403,
-                    "Access not granted",
                     "The EHR did not let this app read the patient's data (granted scopes); "
                     "ask the EHR's administrators to grant the scopes in the app's "
                     "registration.",
+                    title="Access not granted",
                 )
-            raise SmartError(
+            raise SignInError(
                 502,
-                "Patient data unavailable",
                 f"The FHIR server could not be read: {result.reason}.",
+                title="Patient data unavailable",
             )
         if isinstance(result, BaseException):
             raise result
         if result.not_found and query.startswith("Patient/"):
-            raise SmartError(404, "Patient not found", "The FHIR server has no such patient.")
+            raise SignInError(
+                404, "The FHIR server has no such patient.", title="Patient not found"
+            )
         truncated = truncated or result.truncated
         resources.extend(r for r in result.resources if patient_id_of(r) == patient)
     return resources, truncated

@@ -1,0 +1,125 @@
+"""The SMART app's server-side session as its routes see it: cookies, the ready session of a
+launch, the card it was opened from, and the error page every step answers with.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from cds_service.config import Settings
+from cds_service.security.pseudonym import pseudonym
+from cds_service.state import ServiceState
+from cds_service.web.errors import SignInError
+from cds_service.web.sessions import SessionStore
+from cds_service.web.smart.flow import HANDLE, SESSION_KIND, cookie_name
+from cds_service.web.smart.page import SECURITY_HEADERS, error_page
+from cds_service.web.smart.view import CardRecord, find_card
+
+log = logging.getLogger("cds_service.web.smart")
+
+
+def error_response(exc: SignInError) -> HTMLResponse:
+    log.info("smart app: %s", exc.title, extra={"status": exc.status})
+    return HTMLResponse(
+        error_page(exc.title, exc.message), status_code=exc.status, headers=SECURITY_HEADERS
+    )
+
+
+def cookie_path(settings: Settings) -> str:
+    return urlsplit(settings.public_base_url).path.rstrip("/") + "/smart"
+
+
+def set_cookie(response: Response, settings: Settings, handle: str, value: str, age: int) -> None:
+    # Secure deployments are often embedded in the EHR (an iframe on another site): there the
+    # cookie must be SameSite=None (and partitioned); over plain http (development) Lax works
+    # for the top-level redirects of the launch.
+    response.set_cookie(
+        cookie_name(handle),
+        value,
+        max_age=age,
+        path=cookie_path(settings),
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="none" if settings.cookie_secure else "lax",
+        partitioned=settings.cookie_secure,
+    )
+
+
+def session_store(st: ServiceState) -> SessionStore:
+    assert st.sessions is not None, "the SMART app needs the session table (built at start-up)"
+    return st.sessions
+
+
+def redirect(url: str, status: int) -> RedirectResponse:
+    return RedirectResponse(url, status_code=status, headers=SECURITY_HEADERS)
+
+
+def app_url(settings: Settings, handle: str) -> str:
+    return f"{settings.public_base_url}/smart/app?s={handle}"
+
+
+async def ready_session(
+    st: ServiceState, request: Request, handle: str | None, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    if not handle or not HANDLE.fullmatch(handle):
+        raise SignInError(
+            400, "Open the app from the risk card in the EHR.", title="Unknown launch"
+        )
+    session_id = request.cookies.get(cookie_name(handle))
+    data = await anyio.to_thread.run_sync(session_store(st).get, session_id, SESSION_KIND, now)
+    if data is None or session_id is None or data.get("stage") != "ready":
+        raise SignInError(
+            401,
+            "This app's access has ended (it lasts as long as the EHR's access token). "
+            "Open the app again from the risk card.",
+            title="Session expired",
+        )
+    return session_id, data
+
+
+async def launch_card(st: ServiceState, data: dict[str, Any]) -> CardRecord | None:
+    card_uuid = data.get("card")
+    if not card_uuid:
+        return None
+    key = st.settings.effective_pseudonym_key
+    return await anyio.to_thread.run_sync(
+        find_card, st.writer.engine, card_uuid, pseudonym(key, "Patient", data["patient"])
+    )
+
+
+def card_problem(data: dict[str, Any], card: CardRecord | None, service_id: str) -> str | None:
+    if not data.get("card"):
+        return (
+            "The app was opened without a card (no appContext), so no response can be "
+            "recorded here."
+        )
+    if card is None:
+        return None  # not in the audit tables yet (a spooled row): feedback still applies
+    if not card.same_patient:
+        return (
+            "The card named by the launch belongs to another patient than the one in the EHR: "
+            "its risk is not shown and no response can be recorded here."
+        )
+    if card.service_id != service_id:
+        return "The card named by the launch comes from another service: no response recorded."
+    return None
+
+
+def service_of(st: ServiceState, data: dict[str, Any], card: CardRecord | None) -> str:
+    service = data.get("service")
+    if isinstance(service, str) and service in st.registry.services:
+        return service
+    if card is not None and card.service_id in st.registry.services:
+        return card.service_id
+    raise SignInError(
+        400,
+        "This app shows the details of a risk card: open it from the card's link in the EHR.",
+        title="No risk card in context",
+    )
