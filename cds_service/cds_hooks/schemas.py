@@ -188,3 +188,7 @@ FEEDBACK_SCHEMA: dict[str, Any] = {
         }
     },
 }
+
+
+def feedback_body_schema() -> dict[str, Any]:
+    return FEEDBACK_SCHEMA
