@@ -163,13 +163,13 @@ def call_subject(
     caller: Caller | None,
 ) -> CallSubject:
     key = st.settings.effective_pseudonym_key
-    encounter = call.context.get("encounterId")
+    encounter = call.context.encounterId
     return CallSubject(
         hook_instance=call.hookInstance,
         service_id=hook_def.id,
         hook=hook_def.hook,
         environment=st.settings.environment.value,
-        patient_pseudonym=pseudonym(key, "Patient", str(call.context["patientId"])),
+        patient_pseudonym=pseudonym(key, "Patient", call.context.patientId),
         encounter_pseudonym=pseudonym(key, "Encounter", encounter) if encounter else None,
         requested_at=requested_at,
         caller_iss=caller.issuer.iss if caller else None,

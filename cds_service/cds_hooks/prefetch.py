@@ -10,6 +10,7 @@ Bundles may hold more than was asked for; only resources of the patient in conte
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ class ResolvedData:
     dropped_other_patients: int = 0
 
 
-def render_template(template: str, context: dict[str, Any]) -> str | None:
+def render_template(template: str, context: Mapping[str, Any]) -> str | None:
     """Fill a template's tokens; None when a token has no value in this call."""
     out = template
     user = context.get("userId")
@@ -71,8 +72,8 @@ async def resolve(
     max_resources: int = 5000,
 ) -> ResolvedData:
     data = ResolvedData()
-    context = request.context
-    patient_id = str(context["patientId"])
+    context = request.context.model_dump()
+    patient_id = request.context.patientId
     prefetch = request.prefetch or {}
     to_fetch: list[tuple[str, str]] = []
     for key, template in hook_def.prefetch.items():

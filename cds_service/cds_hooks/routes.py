@@ -12,10 +12,19 @@ import anyio
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from cds_service.cds_hooks.feedback import parse_feedback
+from cds_service.cds_hooks.feedback import feedback_body_schema, parse_feedback
 from cds_service.cds_hooks.pipeline import run_call
-from cds_service.cds_hooks.schemas import feedback_body_schema, request_body_schema
-from cds_service.deps import HookDef, JsonBody, Now, RegistryDep, State, Timer, VerifiedCaller
+from cds_service.cds_hooks.schemas import request_body_schema
+from cds_service.deps import (
+    HookDef,
+    JsonBody,
+    Now,
+    RegistryDep,
+    State,
+    Timer,
+    VerifiedCaller,
+    WriterDep,
+)
 from cds_service.errors import json_response
 from cds_service.serving.hook_defs import HookDefinition
 
@@ -59,7 +68,7 @@ async def call_service(
 @router.post(
     "/cds-services/{service_id}/feedback", openapi_extra=_json_body(feedback_body_schema())
 )
-async def feedback(hook_def: HookDef, body: JsonBody, now: Now, state: State) -> Response:
+async def feedback(hook_def: HookDef, body: JsonBody, now: Now, writer: WriterDep) -> Response:
     rows = parse_feedback(body, hook_def.id, now)
-    await anyio.to_thread.run_sync(state.writer.write, "card_feedback", rows)
+    await anyio.to_thread.run_sync(writer.write, "card_feedback", rows)
     return json_response({})
