@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import Response
+
+log = logging.getLogger("cds_service")
 
 ISSUE_CODES = {
     400: "invalid",
@@ -22,6 +28,8 @@ ISSUE_CODES = {
 
 
 class ServiceError(Exception):
+    """An answer other than 200, with a message safe to show the caller (no patient data)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -49,3 +57,29 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def error_response(status: int, message: str) -> Response:
     return json_response(outcome(status, message), status)
+
+
+async def _service_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    response = error_response(exc.status, exc.message)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+async def _unexpected(_request: Request, exc: Exception) -> Response:
+    """A 500 names no detail: the exception text may hold request data."""
+    log.error("unhandled error: %s", type(exc).__name__)
+    return error_response(500, "Internal Server Error")
+
+
+HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
+    ServiceError: _service_error,
+    Exception: _unexpected,
+}
+
+
+def install_error_handlers(app: Starlette) -> None:
+    """Every error leaves as an OperationOutcome, chosen by the exception's class."""
+    for exc_class, handler in HANDLERS.items():
+        app.add_exception_handler(exc_class, handler)

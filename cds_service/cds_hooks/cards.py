@@ -11,12 +11,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from cds_service.cds_hooks.responses import (
+    SUMMARY_LIMIT,
+    Card,
+    Coding,
+    Link,
+    OverrideReason,
+    Source,
+)
 from cds_service.serving.hook_defs import HookDefinition
 from cds_service.serving.model_runtime import Prediction
 from fhir_mappers.extract import Extraction
 from fhir_mappers.spec import ModelSpec
-
-SUMMARY_LIMIT = 139
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +91,12 @@ def missing_lines(spec: ModelSpec, extraction: Extraction) -> list[str]:
     return out
 
 
-def _source(hook_def: HookDefinition, model_card_url: str) -> dict[str, Any]:
-    topic: dict[str, Any] = {"system": hook_def.card.topic_system, "code": hook_def.card.topic_code}
-    if hook_def.card.topic_display:
-        topic["display"] = hook_def.card.topic_display
-    return {"label": hook_def.card.source_label, "url": model_card_url, "topic": topic}
+def _source(hook_def: HookDefinition, model_card_url: str) -> Source:
+    texts = hook_def.card
+    topic = Coding(
+        system=texts.topic_system, code=texts.topic_code, display=texts.topic_display or None
+    )
+    return Source(label=texts.source_label, url=model_card_url, topic=topic)
 
 
 def _footer(model: CardModelInfo, environment: str) -> str:
@@ -103,27 +110,27 @@ def _footer(model: CardModelInfo, environment: str) -> str:
 def _common(
     hook_def: HookDefinition, card_uuid: str, model_card_url: str, smart_launch_url: str = ""
 ) -> dict[str, Any]:
-    card: dict[str, Any] = {"uuid": card_uuid}
-    card["source"] = _source(hook_def, model_card_url)
-    if hook_def.card.override_reasons:
-        card["overrideReasons"] = [
-            {"system": r.system, "code": r.code, "display": r.display}
-            for r in hook_def.card.override_reasons
-        ]
-    card["links"] = [{"label": "Model card", "url": model_card_url, "type": "absolute"}]
+    """The parts every card of this service has: uuid, source, override reasons, links."""
+    reasons = [
+        OverrideReason(system=r.system, code=r.code, display=r.display)
+        for r in hook_def.card.override_reasons
+    ]
+    links = [Link(label="Model card", url=model_card_url, type="absolute")]
     if smart_launch_url:
-        card["links"].insert(
-            0,
-            {
-                "label": "Open risk details (app)",
-                "url": smart_launch_url,
-                "type": "smart",
-                "appContext": json.dumps(
-                    {"card": card_uuid, "service": hook_def.id}, separators=(",", ":")
-                ),
-            },
+        app_context = json.dumps({"card": card_uuid, "service": hook_def.id}, separators=(",", ":"))
+        smart = Link(
+            label="Open risk details (app)",
+            url=smart_launch_url,
+            type="smart",
+            appContext=app_context,
         )
-    return card
+        links.insert(0, smart)
+    return {
+        "uuid": card_uuid,
+        "source": _source(hook_def, model_card_url),
+        "overrideReasons": reasons or None,
+        "links": links,
+    }
 
 
 def risk_card(
@@ -137,7 +144,7 @@ def risk_card(
     environment: str,
     top_factors: int = 5,
     smart_launch_url: str = "",
-) -> tuple[dict[str, Any], str]:
+) -> tuple[Card, str]:
     """The card and its band name."""
     band = hook_def.band_for(prediction.risk)
     pct = f"{100 * prediction.risk:.0f}%"
@@ -155,12 +162,12 @@ def risk_card(
     if missing:
         detail += ["", "Missing or stale inputs (the model treats them as unknown):", "", *missing]
     detail += ["", _footer(model, environment)]
-    card = {
-        "summary": summary,
-        "indicator": band.indicator,
-        "detail": "\n".join(detail),
+    card = Card(
+        summary=summary,
+        indicator=band.indicator,  # type: ignore[arg-type]  # checked when hooks are loaded
+        detail="\n".join(detail),
         **_common(hook_def, card_uuid, model_card_url, smart_launch_url),
-    }
+    )
     return card, band.name
 
 
@@ -173,7 +180,7 @@ def missing_input_card(
     model_card_url: str,
     environment: str,
     smart_launch_url: str = "",
-) -> dict[str, Any]:
+) -> Card:
     required = extraction.missing_required(model.spec)
     labels = ", ".join(model.spec.feature(n).label for n in required)
     detail = [
@@ -184,9 +191,9 @@ def missing_input_card(
         "",
         _footer(model, environment),
     ]
-    return {
-        "summary": _truncate(hook_def.card.missing_summary),
-        "indicator": "info",
-        "detail": "\n".join(detail),
+    return Card(
+        summary=_truncate(hook_def.card.missing_summary),
+        indicator="info",
+        detail="\n".join(detail),
         **_common(hook_def, card_uuid, model_card_url, smart_launch_url),
-    }
+    )

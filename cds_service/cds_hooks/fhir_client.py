@@ -16,7 +16,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import orjson
 
-from fhir_mappers.resources import flatten, outcome_messages
+from fhir_mappers.resources import Flattened, flatten, outcome_messages
 
 TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -94,46 +94,62 @@ class FhirClient:
         result = FetchResult()
         while url is not None:
             response = await self._get(url, token)
-            status = response.status_code
-            if status == 404 and result.pages == 0 and "?" not in query:
+            if response.status_code == 404 and result.pages == 0 and "?" not in query:
                 result.not_found = True
                 return result
-            if status >= 400:
-                detail = ""
-                try:
-                    body = orjson.loads(response.content)
-                    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
-                        detail = " (" + ", ".join(outcome_messages(body)) + ")"
-                except orjson.JSONDecodeError:
-                    pass
-                raise FhirFetchError(
-                    f"FHIR server answered HTTP {status}{detail}",
-                    temporary=status in TEMPORARY_STATUSES,
-                )
-            try:
-                body = orjson.loads(response.content)
-            except orjson.JSONDecodeError as exc:
-                raise FhirFetchError("FHIR server sent a body that is not JSON") from exc
+            flat = _page(response)
             result.pages += 1
-            flat = flatten(body)
-            if flat.outcomes and not flat.resources:
-                messages = [m for o in flat.outcomes for m in outcome_messages(o)]
-                raise FhirFetchError("FHIR server sent an OperationOutcome: " + ", ".join(messages))
             result.resources.extend(flat.resources)
             if len(result.resources) >= self._max_resources:
                 result.resources = result.resources[: self._max_resources]
                 result.truncated = True
                 return result
-            url = flat.next_links[0] if flat.next_links else None
-            if url is not None:
-                try:
-                    url = urljoin(base, url)
-                    foreign = _origin(url) != origin
-                except ValueError as exc:
-                    raise FhirFetchError("FHIR paging link is not a valid URL") from exc
-                if foreign:
-                    raise FhirFetchError("FHIR paging link points to another server")
-                if result.pages >= self._max_pages:
-                    result.truncated = True
-                    return result
+            url = _next_url(flat.next_links, base, origin)
+            if url is not None and result.pages >= self._max_pages:
+                result.truncated = True
+                return result
         return result
+
+
+def _http_error(response: httpx.Response) -> FhirFetchError:
+    """The status and the OperationOutcome's codes; never the URL or the token."""
+    detail = ""
+    try:
+        body = orjson.loads(response.content)
+        if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+            detail = " (" + ", ".join(outcome_messages(body)) + ")"
+    except orjson.JSONDecodeError:
+        pass
+    status = response.status_code
+    return FhirFetchError(
+        f"FHIR server answered HTTP {status}{detail}", temporary=status in TEMPORARY_STATUSES
+    )
+
+
+def _page(response: httpx.Response) -> Flattened:
+    """One page of resources, or the reason there is none."""
+    if response.status_code >= 400:
+        raise _http_error(response)
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise FhirFetchError("FHIR server sent a body that is not JSON") from exc
+    flat = flatten(body)
+    if flat.outcomes and not flat.resources:
+        messages = [m for o in flat.outcomes for m in outcome_messages(o)]
+        raise FhirFetchError("FHIR server sent an OperationOutcome: " + ", ".join(messages))
+    return flat
+
+
+def _next_url(links: list[str], base: str, origin: tuple[str, str]) -> str | None:
+    """The next page, only on the caller's own FHIR server."""
+    if not links:
+        return None
+    try:
+        url = urljoin(base, links[0])
+        foreign = _origin(url) != origin
+    except ValueError as exc:
+        raise FhirFetchError("FHIR paging link is not a valid URL") from exc
+    if foreign:
+        raise FhirFetchError("FHIR paging link points to another server")
+    return url

@@ -10,10 +10,11 @@ Bundles may hold more than was asked for; only resources of the patient in conte
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cds_service.cds_hooks.fhir_client import FhirClient, FhirFetchError
+from cds_service.cds_hooks.fhir_client import FetchResult, FhirClient, FhirFetchError
 from cds_service.cds_hooks.schemas import HookRequest
 from cds_service.serving.hook_defs import USER_TOKENS, HookDefinition, template_tokens
 from fhir_mappers.resources import flatten, patient_id_of
@@ -34,7 +35,7 @@ class ResolvedData:
     dropped_other_patients: int = 0
 
 
-def render_template(template: str, context: dict[str, Any]) -> str | None:
+def render_template(template: str, context: Mapping[str, Any]) -> str | None:
     """Fill a template's tokens; None when a token has no value in this call."""
     out = template
     user = context.get("userId")
@@ -64,53 +65,50 @@ def _keep_patient(resources: list[dict[str, Any]], patient_id: str, data: Resolv
             data.dropped_other_patients += 1
 
 
-async def resolve(
+def _from_prefetch(
+    key: str, value: Any, required: bool, patient_id: str, max_resources: int, data: ResolvedData
+) -> None:
+    """Take one key the client sent: null is no data, an OperationOutcome is 'could not'."""
+    if value is None:
+        data.origin[key] = "null"
+        return
+    flat = flatten(value)
+    if flat.outcomes and not flat.resources:
+        data.origin[key] = "client-error"
+        if required:
+            raise PreconditionFailed(
+                f"prefetch '{key}' holds an OperationOutcome: the EHR could not fetch it"
+            )
+        return
+    if not isinstance(value, dict) or flat.skipped:
+        raise PreconditionFailed(f"prefetch '{key}' is not a FHIR resource or Bundle")
+    if len(flat.resources) > max_resources:
+        raise TooLarge(f"prefetch '{key}' holds more than {max_resources} resources")
+    _keep_patient(flat.resources, patient_id, data)
+    data.origin[key] = "prefetch"
+
+
+def _fetched_origin(result: FetchResult) -> str:
+    if result.not_found:
+        return "fetched-not-found"
+    return "fetched-truncated" if result.truncated else "fetched"
+
+
+async def _fetch_missing(
     hook_def: HookDefinition,
     request: HookRequest,
     client: FhirClient | None,
-    max_resources: int = 5000,
-) -> ResolvedData:
-    data = ResolvedData()
-    context = request.context
-    patient_id = str(context["patientId"])
-    prefetch = request.prefetch or {}
-    to_fetch: list[tuple[str, str]] = []
-    for key, template in hook_def.prefetch.items():
-        required = key in hook_def.required_prefetch
-        if key in prefetch:
-            value = prefetch[key]
-            if value is None:
-                data.origin[key] = "null"
-                continue
-            flat = flatten(value)
-            if flat.outcomes and not flat.resources:
-                data.origin[key] = "client-error"
-                if required:
-                    raise PreconditionFailed(
-                        f"prefetch '{key}' holds an OperationOutcome: the EHR could not fetch it"
-                    )
-                continue
-            if not isinstance(value, dict) or flat.skipped:
-                raise PreconditionFailed(f"prefetch '{key}' is not a FHIR resource or Bundle")
-            if len(flat.resources) > max_resources:
-                raise TooLarge(f"prefetch '{key}' holds more than {max_resources} resources")
-            _keep_patient(flat.resources, patient_id, data)
-            data.origin[key] = "prefetch"
-            continue
-        query = render_template(template, context)
-        if query is None:
-            data.origin[key] = "not-applicable"
-            continue
-        to_fetch.append((key, query))
-    if not to_fetch:
-        return data
+    to_fetch: list[tuple[str, str]],
+    data: ResolvedData,
+) -> None:
+    """The fallback: what the client did not send, from its FHIR server with its token."""
     if request.fhirServer is None or client is None:
         missing = [k for k, _ in to_fetch if k in hook_def.required_prefetch]
         if missing:
             raise PreconditionFailed(
                 f"prefetch {missing} missing and no fhirServer to fetch them from"
             )
-        return data
+        return
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
     server = request.fhirServer
     results = await asyncio.gather(
@@ -124,12 +122,32 @@ async def resolve(
             continue
         if isinstance(result, BaseException):
             raise result
-        data.origin[key] = (
-            "fetched-not-found"
-            if result.not_found
-            else "fetched-truncated"
-            if result.truncated
-            else "fetched"
-        )
-        _keep_patient(result.resources, patient_id, data)
+        data.origin[key] = _fetched_origin(result)
+        _keep_patient(result.resources, request.context.patientId, data)
+
+
+async def resolve(
+    hook_def: HookDefinition,
+    request: HookRequest,
+    client: FhirClient | None,
+    max_resources: int = 5000,
+) -> ResolvedData:
+    """The FHIR data of the service's prefetch keys: as sent, else fetched, else 412."""
+    data = ResolvedData()
+    context = request.context.model_dump()
+    patient_id = request.context.patientId
+    prefetch = request.prefetch or {}
+    to_fetch: list[tuple[str, str]] = []
+    for key, template in hook_def.prefetch.items():
+        if key in prefetch:
+            required = key in hook_def.required_prefetch
+            _from_prefetch(key, prefetch[key], required, patient_id, max_resources, data)
+            continue
+        query = render_template(template, context)
+        if query is None:
+            data.origin[key] = "not-applicable"
+        else:
+            to_fetch.append((key, query))
+    if to_fetch:
+        await _fetch_missing(hook_def, request, client, to_fetch, data)
     return data

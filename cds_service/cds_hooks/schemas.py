@@ -1,24 +1,33 @@
 """The CDS Hooks 2.0 service request, validated before anything else looks at it.
 
-Errors name the field that is wrong and never echo its value: request bodies carry patient data.
+One request model per hook, whose ``context`` holds exactly the fields that hook defines (CDS
+Hooks library: patient-view 1.1, encounter-start 1.0). Errors name the field that is wrong and
+never echo its value: request bodies carry patient data.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
-from cds_service.serving.hook_defs import HOOK_CONTEXT
+from cds_service.text_checks import has_control_characters
 
 _REFERENCE = re.compile(
     r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$"
 )
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 USER_TYPES = {
     "patient-view": {"Practitioner", "PractitionerRole", "Patient", "RelatedPerson"},
     "encounter-start": {"Practitioner", "PractitionerRole"},
@@ -30,7 +39,7 @@ def _usable_base_url(value: str) -> bool:
     no control characters), so that the fallback can never fail on the URL itself; without
     user info, query or fragment, so that what the trusted-callers allow-list compares is what
     the fallback fetches from."""
-    if not re.match(r"^https?://[^\s/]+", value) or _CONTROL.search(value):
+    if not re.match(r"^https?://[^\s/]+", value) or has_control_characters(value):
         return False
     try:
         parts = urlsplit(value)
@@ -65,14 +74,66 @@ class FhirAuthorization(BaseModel):
         return value
 
 
+def _fhir_id(value: str) -> str:
+    if not _FHIR_ID.fullmatch(value):
+        raise ValueError("must be a FHIR id")
+    return value
+
+
+def _user_reference(value: str, hook: str) -> str:
+    match = _REFERENCE.fullmatch(value)
+    if match is None or match.group(1) not in USER_TYPES[hook]:
+        raise ValueError(f"must be a reference to one of {sorted(USER_TYPES[hook])}")
+    return value
+
+
+class PatientViewContext(BaseModel):
+    """patient-view 1.1: who looks at which patient (in which encounter, if any)."""
+
+    model_config = ConfigDict(extra="allow")
+    HOOK: ClassVar[str] = "patient-view"
+
+    userId: str
+    patientId: str
+    encounterId: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """A null context field is an absent one (required ones then fail as missing)."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+    @field_validator("userId")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        return _user_reference(value, cls.HOOK)
+
+    @field_validator("patientId", "encounterId")
+    @classmethod
+    def _ids(cls, value: str | None) -> str | None:
+        return None if value is None else _fhir_id(value)
+
+
+class EncounterStartContext(PatientViewContext):
+    """encounter-start 1.0: a clinician starts an encounter; the encounter is required."""
+
+    HOOK: ClassVar[str] = "encounter-start"
+
+    encounterId: str
+
+
 class HookRequest(BaseModel):
+    """The request envelope common to every hook (CDS Hooks 2.0 "HTTP Request")."""
+
     model_config = ConfigDict(extra="allow")
 
     hook: str = Field(min_length=1)
     hookInstance: str = Field(min_length=1, max_length=128)
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
-    context: dict[str, Any]
+    context: PatientViewContext
     prefetch: dict[str, Any] | None = None
     extension: dict[str, Any] | None = None
 
@@ -80,7 +141,7 @@ class HookRequest(BaseModel):
     @classmethod
     def _printable(cls, value: str) -> str:
         # stored in the audit table: PostgreSQL text cannot hold NUL, logs must not split lines
-        if _CONTROL.search(value):
+        if has_control_characters(value):
             raise ValueError("must not contain control characters")
         return value
 
@@ -98,41 +159,69 @@ class HookRequest(BaseModel):
         return self
 
 
-def _first_error(exc: ValidationError) -> str:
+class PatientViewRequest(HookRequest):
+    context: PatientViewContext
+
+
+class EncounterStartRequest(HookRequest):
+    context: EncounterStartContext
+
+
+REQUEST_MODELS: dict[str, type[HookRequest]] = {
+    "patient-view": PatientViewRequest,
+    "encounter-start": EncounterStartRequest,
+}
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """``feedback[0].card`` rather than ``feedback.0.card``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or "body"
+
+
+def _message(err: ErrorDetails) -> str:
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first problem, named by its place in the body; never the value sent."""
     err = exc.errors(include_input=False, include_url=False)[0]
-    location = ".".join(str(p) for p in err["loc"]) or "body"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return f"{location}: {message}"
+    return f"{_location(err['loc'])}: {_message(err)}"
+
+
+def _context_message(err: ErrorDetails, hook: str) -> str | None:
+    """Context errors in the words the service has always used (``context.X must be ...``)."""
+    loc = err["loc"]
+    if len(loc) != 2 or loc[0] != "context":
+        return None
+    name = loc[1]
+    if err["type"] == "missing":
+        return f"context.{name} is required for {hook}"
+    if err["type"] == "string_type":
+        return f"context.{name} must be a string"
+    return f"context.{name} {_message(err)}"
 
 
 def parse_request(body: Any, served_hook: str) -> HookRequest:
     if not isinstance(body, dict):
         raise RequestError("request body must be a JSON object")
     try:
-        request = HookRequest.model_validate(body)
+        request = REQUEST_MODELS[served_hook].model_validate(body)
     except ValidationError as exc:
-        raise RequestError(_first_error(exc)) from None
+        first = exc.errors(include_input=False, include_url=False)[0]
+        message = _context_message(first, served_hook) or validation_message(exc)
+        raise RequestError(message) from None
     if request.hook != served_hook:
         raise RequestError(f"hook: this service serves '{served_hook}', not the hook sent")
-    fields = HOOK_CONTEXT[served_hook]
-    for name, required in fields.items():
-        value = request.context.get(name)
-        if value is None:
-            if required:
-                raise RequestError(f"context.{name} is required for {served_hook}")
-            continue
-        if not isinstance(value, str):
-            raise RequestError(f"context.{name} must be a string")
-        if name == "userId":
-            match = _REFERENCE.fullmatch(value)
-            if match is None or match.group(1) not in USER_TYPES[served_hook]:
-                allowed = sorted(USER_TYPES[served_hook])
-                raise RequestError(f"context.userId must be a reference to one of {allowed}")
-        elif not _FHIR_ID.fullmatch(value):
-            raise RequestError(f"context.{name} must be a FHIR id")
-    if request.extension is not None and not isinstance(request.extension, dict):
-        raise RequestError("extension must be a JSON object")
     return request
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` inlined, as an OpenAPI request body."""
+    raw = model.model_json_schema()
+    return dict(_inline(raw, raw.get("$defs", {})))
 
 
 def _inline(schema: Any, defs: dict[str, Any]) -> Any:
@@ -147,44 +236,6 @@ def _inline(schema: Any, defs: dict[str, Any]) -> Any:
 
 
 def request_body_schema() -> dict[str, Any]:
-    """OpenAPI description of the service request (so fuzzers and integrators can read it)."""
-    raw = HookRequest.model_json_schema()
-    return dict(_inline(raw, raw.get("$defs", {})))
-
-
-FEEDBACK_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["feedback"],
-    "properties": {
-        "feedback": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["card", "outcome", "outcomeTimestamp"],
-                "properties": {
-                    "card": {"type": "string"},
-                    "outcome": {"type": "string", "enum": ["accepted", "overridden"]},
-                    "acceptedSuggestions": {
-                        "type": "array",
-                        "items": {"type": "object", "properties": {"id": {"type": "string"}}},
-                    },
-                    "overrideReason": {
-                        "type": "object",
-                        "properties": {
-                            "reason": {
-                                "type": "object",
-                                "properties": {
-                                    "system": {"type": "string"},
-                                    "code": {"type": "string"},
-                                    "display": {"type": "string"},
-                                },
-                            },
-                            "userComment": {"type": "string"},
-                        },
-                    },
-                    "outcomeTimestamp": {"type": "string", "format": "date-time"},
-                },
-            },
-        }
-    },
-}
+    """OpenAPI description of the service request (so fuzzers and integrators can read it):
+    any of the hooks' requests."""
+    return {"anyOf": [inline_schema(model) for model in REQUEST_MODELS.values()]}

@@ -83,14 +83,21 @@ class Authenticator:
             raise AuthError("missing bearer token")
         token = authorization[7:].strip()
         header, unverified = _unverified(token)
-        alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
-            raise AuthError("token algorithm not allowed")
-        if header.get("typ") not in (None, "JWT"):
-            raise AuthError("token type must be JWT")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise AuthError("token header has no kid")
+        alg, kid = _algorithm_and_kid(header)
+        issuer = self._issuer(header, unverified)
+        try:
+            keys = await self._jwks.keys_for(issuer, kid)
+        except KeyUnavailable as exc:
+            raise AuthError(str(exc)) from None
+        try:
+            claims = jwt.decode(token, keys, algorithms=[alg]).claims
+        except JoseError:
+            raise AuthError("invalid signature") from None
+        self._check_claims(claims, issuer, audiences)
+        return self._first_use(claims, issuer)
+
+    def _issuer(self, header: dict[str, Any], unverified: dict[str, Any]) -> TrustedIssuer:
+        """The trusted issuer the token names, before any signature work."""
         iss = unverified.get("iss")
         issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
@@ -100,18 +107,13 @@ class Authenticator:
         # (the CDS Hooks sandbox sends a jku) the configured keys are used and the jku ignored.
         if jku is not None and issuer.jwks_url is not None and jku != issuer.jwks_url:
             raise AuthError("jku is not the issuer's configured key URL")
-        try:
-            keys = await self._jwks.keys_for(issuer, kid)
-        except KeyUnavailable as exc:
-            raise AuthError(str(exc)) from None
-        try:
-            verified = jwt.decode(token, keys, algorithms=[alg])
-        except JoseError:
-            raise AuthError("invalid signature") from None
-        claims = verified.claims
-        now = int(self._clock().timestamp())
+        return issuer
+
+    def _check_claims(
+        self, claims: dict[str, Any], issuer: TrustedIssuer, audiences: tuple[str, ...]
+    ) -> None:
         registry = jwt.JWTClaimsRegistry(
-            now=now,
+            now=int(self._clock().timestamp()),
             leeway=self._leeway,
             iss={"essential": True, "value": issuer.iss},
             aud={"essential": True, "values": list(audiences)},
@@ -125,20 +127,34 @@ class Authenticator:
             raise AuthError(_claim_message(exc)) from None
         if int(claims["exp"]) - int(claims["iat"]) > self._max_lifetime:
             raise AuthError("token lifetime exceeds the maximum")
-        tenant = claims.get("tenant")
-        if issuer.tenant is not None and tenant != issuer.tenant:
+        if issuer.tenant is not None and claims.get("tenant") != issuer.tenant:
             raise AuthError("tenant not allowed for issuer")
+
+    def _first_use(self, claims: dict[str, Any], issuer: TrustedIssuer) -> Caller:
+        """Only a token that passed every other check reaches the replay store."""
         jti = str(claims["jti"])
         expires = datetime.fromtimestamp(int(claims["exp"]) + self._leeway, UTC)
         if not self._replay.first_use(issuer.iss, jti, expires, self._clock()):
             raise AuthError("token replayed (jti already used)")
-        sub = claims.get("sub")
+        sub, tenant = claims.get("sub"), claims.get("tenant")
         return Caller(
             issuer=issuer,
             subject=sub if isinstance(sub, str) else None,
             tenant=tenant if isinstance(tenant, str) else None,
             jti=jti,
         )
+
+
+def _algorithm_and_kid(header: dict[str, Any]) -> tuple[str, str]:
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGORITHMS:
+        raise AuthError("token algorithm not allowed")
+    if header.get("typ") not in (None, "JWT"):
+        raise AuthError("token type must be JWT")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise AuthError("token header has no kid")
+    return str(alg), kid
 
 
 _CLAIM_MESSAGES = {

@@ -65,11 +65,11 @@ class LoadedModel:
         )
 
 
-def load_model(models_root: Path, name: str, version: str) -> LoadedModel:
+def load_model(models_dir: Path, name: str, version: str) -> LoadedModel:
     import lightgbm as lgb
 
-    folder = models_root / name / version
-    spec = load_spec(models_root / name / "features.toml")
+    folder = models_dir / name / version
+    spec = load_spec(models_dir / name / "features.toml")
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         model_bytes = (folder / manifest["artifact"]["file"]).read_bytes()

@@ -73,8 +73,9 @@ def test_encounter_start_with_full_prefetch_returns_risk_card_and_audit_row(svc:
     assert_no_null_or_empty(card)
     assert len(card["summary"]) < 140
     pct = int(re.search(r"(\d+)%", card["summary"]).group(1))  # type: ignore[union-attr]
-    assert card["indicator"] in ("info", "warning", "critical")
-    assert "Lactate" in card["detail"] or "Heart rate" in card["detail"]
+    # The sick case is deterministic: 99%, band "high", which the hook shows as critical.
+    assert card["indicator"] == "critical" and "(high)" in card["summary"]
+    assert "| Heart rate | 128 /min" in card["detail"]
     assert "ed-admission 1.0.0" in card["detail"]
     assert card["source"]["url"] == f"{PUBLIC_BASE}/models/ed-admission/1.0.0"
     assert card["source"]["topic"]["code"] == "ed-admission-risk"
@@ -84,7 +85,7 @@ def test_encounter_start_with_full_prefetch_returns_risk_card_and_audit_row(svc:
     assert json.loads(smart["appContext"]) == {"card": card["uuid"], "service": ED}
     assert model_card["type"] == "absolute" and "appContext" not in model_card
     timing = r.headers["server-timing"]
-    for stage in ("parse", "map", "predict", "explain", "card", "audit"):
+    for stage in ("parse", "fetch", "map", "predict", "explain", "card", "audit", "total"):
         assert f"{stage};dur=" in timing
 
     row = svc.card_row(card["uuid"])
@@ -92,6 +93,7 @@ def test_encounter_start_with_full_prefetch_returns_risk_card_and_audit_row(svc:
     assert row["model_name"] == "ed-admission" and row["model_version"] == "1.0.0"
     assert len(row["artifact_sha256"]) == 64
     assert row["card_kind"] == "risk" and row["environment"] == "development"
+    assert row["risk_band"] == "high"
     assert 0 <= row["risk"] <= 1 and round(100 * row["risk"]) == pct
     assert row["indicator"] == card["indicator"]
     assert row["patient_pseudonym"] != "syn-ed-1" and len(row["patient_pseudonym"]) == 64

@@ -64,7 +64,7 @@ def test_bad_prefetch_token_refuses_start(tmp_path: Path) -> None:
     from cds_service.serving.hook_defs import HookDefinitionError
 
     hooks, models = _copy(tmp_path)
-    path = hooks / "post-mi-patient-view.toml"
+    path = hooks / "post-mi-unplanned-visit-risk.toml"
     path.write_text(
         path.read_text().replace("{{context.patientId}}&code", "{{context.medication.id}}&code", 1)
     )

@@ -1,0 +1,81 @@
+"""Work a running replica does besides answering calls: replaying the audit spool, picking up
+promotions, purging expired token ids and sessions, and (when configured) monitoring.
+
+Each loop sleeps until its interval passes or the service stops; none of them may stop the
+service by failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio.abc import TaskGroup
+from sqlalchemy.engine import Engine
+
+from cds_service.state import ServiceState
+
+log = logging.getLogger("cds_service")
+PURGE_SECONDS = 300
+
+
+async def _every(seconds: float, stop: anyio.Event, work: Callable[[], Awaitable[None]]) -> None:
+    while not stop.is_set():
+        with anyio.move_on_after(seconds):
+            await stop.wait()
+        if stop.is_set():
+            break
+        await work()
+
+
+def start_background(tg: TaskGroup, st: ServiceState, engine: Engine, stop: anyio.Event) -> None:
+    settings = st.settings
+    env = settings.environment.value
+    tg.start_soon(_every, settings.spool_replay_seconds, stop, _ReplayAndPurge(st))
+
+    async def refresh_deployments() -> None:
+        await anyio.to_thread.run_sync(st.registry.refresh_deployments, engine, env)
+
+    tg.start_soon(_every, settings.deployment_refresh_seconds, stop, refresh_deployments)
+    if settings.monitor_interval_seconds > 0:
+        tg.start_soon(_every, settings.monitor_interval_seconds, stop, _Monitor(st, engine))
+
+
+class _ReplayAndPurge:
+    """Spooled audit rows back into the database; every few minutes, expired jti and sessions."""
+
+    def __init__(self, st: ServiceState) -> None:
+        self._st = st
+        self._last_purge = time.monotonic()
+
+    async def __call__(self) -> None:
+        st = self._st
+        if st.writer.spool.pending_files():
+            await anyio.to_thread.run_sync(st.writer.replay)
+        if time.monotonic() - self._last_purge <= PURGE_SECONDS:
+            return
+        self._last_purge = time.monotonic()
+        if st.authenticator is not None:
+            await anyio.to_thread.run_sync(st.authenticator.purge_expired)
+        if st.sessions is not None:
+            await anyio.to_thread.run_sync(st.sessions.purge)
+
+
+class _Monitor:
+    """Scheduled monitoring; one replica at a time (the lock is inside ``run_recent``)."""
+
+    def __init__(self, st: ServiceState, engine: Engine) -> None:
+        self._models_dir = st.settings.models_dir
+        self._engine = engine
+
+    async def __call__(self) -> None:
+        from cds_service.monitoring.run import run_recent
+
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: run_recent(self._engine, self._models_dir, days=7, window_hours=24)
+            )
+        except Exception as exc:  # monitoring must never stop the service
+            log.error("scheduled monitoring failed: %s", type(exc).__name__)

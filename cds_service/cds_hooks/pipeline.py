@@ -1,0 +1,292 @@
+"""One CDS service call as named stages: verify, resolve prefetch, extract, score, card, audit.
+
+Each stage is a small function; ``run_call`` strings them together, marks the ``StageTimer`` after
+each (the ``Server-Timing`` names: parse, fetch, map, predict, explain, card, audit) and puts the
+outcome on the call's span. Shadow versions score after the response is sent (``shadow.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry.trace import Span
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+
+from cds_service.audit.rows import AuditRow, CallSubject, Verdict
+from cds_service.cds_hooks.cards import CardModelInfo, missing_input_card, risk_card
+from cds_service.cds_hooks.extensions import SIMULATED_TIME_EXTENSION
+from cds_service.cds_hooks.prefetch import PreconditionFailed, ResolvedData, TooLarge, resolve
+from cds_service.cds_hooks.responses import Card, CardsResponse
+from cds_service.cds_hooks.schemas import HookRequest, RequestError, parse_request
+from cds_service.cds_hooks.shadow import score_shadows
+from cds_service.errors import ServiceError, json_response
+from cds_service.observability.stage_timer import StageTimer
+from cds_service.observability.traces import tracer
+from cds_service.security.jwt_auth import Caller
+from cds_service.security.pseudonym import pseudonym
+from cds_service.serving.hook_defs import HookDefinition
+from cds_service.serving.model_runtime import LoadedModel, Prediction
+from cds_service.state import ServiceState
+from fhir_mappers.extract import Extraction, extract
+
+log = logging.getLogger("cds_service")
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """The extract and score stages' result: no risk when a required input is missing."""
+
+    model: LoadedModel
+    extraction: Extraction
+    risk: float | None = None
+    prediction: Prediction | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CardResult:
+    card: Card
+    shown: bool
+    band: str | None
+
+
+# --- verify ---------------------------------------------------------------------------------
+
+
+def verify(
+    st: ServiceState, hook_def: HookDefinition, body: Any, caller: Caller | None
+) -> tuple[HookRequest, datetime]:
+    """The request is well formed for this hook, its fhirServer is one the caller may name, and
+    its time is known."""
+    try:
+        call = parse_request(body, hook_def.hook)
+    except RequestError as exc:
+        raise ServiceError(400, str(exc)) from None
+    server = call.fhirServer
+    if caller is not None and server is not None and not caller.issuer.allows_fhir_server(server):
+        raise ServiceError(403, "fhirServer is not a trusted FHIR server for this caller")
+    return call, request_time(st, call)
+
+
+def _simulated_time(raw: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ServiceError(400, f"extension {SIMULATED_TIME_EXTENSION} is not a time") from None
+    if moment.tzinfo is None:
+        raise ServiceError(400, f"extension {SIMULATED_TIME_EXTENSION} needs an offset")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ServiceError(400, f"extension {SIMULATED_TIME_EXTENSION} is out of range") from None
+
+
+def request_time(st: ServiceState, call: HookRequest) -> datetime:
+    """Wall-clock time, or (development with CDS_ALLOW_SIMULATED_TIME only) the simulator's."""
+    if st.settings.allow_simulated_time and isinstance(call.extension, dict):
+        raw = call.extension.get(SIMULATED_TIME_EXTENSION)
+        if isinstance(raw, str):
+            return _simulated_time(raw)
+    return st.clock()
+
+
+# --- resolve prefetch -----------------------------------------------------------------------
+
+
+async def resolve_prefetch(
+    st: ServiceState, hook_def: HookDefinition, call: HookRequest
+) -> ResolvedData:
+    try:
+        return await resolve(hook_def, call, st.fhir, st.settings.fhir_max_resources)
+    except PreconditionFailed as exc:
+        raise ServiceError(412, str(exc)) from None
+    except TooLarge as exc:
+        raise ServiceError(413, str(exc)) from None
+
+
+# --- extract and score ----------------------------------------------------------------------
+
+
+def extract_features(model: LoadedModel, data: ResolvedData, requested_at: datetime) -> Extraction:
+    return extract(data.resources, requested_at, model.spec)
+
+
+def score(model: LoadedModel, extraction: Extraction, timer: StageTimer) -> Scored:
+    """Never run on defaults: a missing required input means no risk at all."""
+    if extraction.missing_required(model.spec):
+        return Scored(model, extraction)
+    vector = extraction.vector(model.feature_names)
+    risk = model.risk(vector)
+    timer.mark("predict")
+    return Scored(model, extraction, risk, model.explain(vector))
+
+
+# --- card -----------------------------------------------------------------------------------
+
+
+def build_card(st: ServiceState, hook_def: HookDefinition, scored: Scored) -> CardResult:
+    settings = st.settings
+    model = scored.model
+    common: dict[str, Any] = {
+        "card_uuid": str(uuid.uuid4()),
+        "model_card_url": f"{settings.public_base_url}/models/{model.name}/{model.version}",
+        "environment": settings.environment.value,
+        "smart_launch_url": f"{settings.public_base_url}/smart/launch",
+    }
+    info = CardModelInfo(model.name, model.version, model.artifact_sha256, model.spec)
+    if scored.prediction is None:
+        card = missing_input_card(hook_def, info, scored.extraction, **common)
+        return CardResult(card, hook_def.card.on_missing_required == "card", None)
+    card, band = risk_card(
+        hook_def,
+        info,
+        scored.extraction,
+        scored.prediction,
+        top_factors=settings.top_factors,
+        **common,
+    )
+    return CardResult(card, True, band)
+
+
+# --- audit ----------------------------------------------------------------------------------
+
+
+def call_subject(
+    st: ServiceState,
+    hook_def: HookDefinition,
+    call: HookRequest,
+    requested_at: datetime,
+    caller: Caller | None,
+) -> CallSubject:
+    key = st.settings.effective_pseudonym_key
+    encounter = call.context.encounterId
+    return CallSubject(
+        hook_instance=call.hookInstance,
+        service_id=hook_def.id,
+        hook=hook_def.hook,
+        environment=st.settings.environment.value,
+        patient_pseudonym=pseudonym(key, "Patient", call.context.patientId),
+        encounter_pseudonym=pseudonym(key, "Encounter", encounter) if encounter else None,
+        requested_at=requested_at,
+        caller_iss=caller.issuer.iss if caller else None,
+    )
+
+
+def audit(
+    st: ServiceState, subject: CallSubject, scored: Scored, result: CardResult, latency_ms: float
+) -> bool:
+    """One committed (or spooled) row per card; True when the database took it."""
+    verdict = Verdict(
+        role="live",
+        shown=result.shown,
+        card_kind="no-risk" if scored.prediction is None else "risk",
+        risk=scored.risk,
+        risk_band=result.band,
+        indicator=result.card.indicator,
+        summary=result.card.summary,
+    )
+    row = AuditRow.build(
+        str(result.card.uuid), subject, scored.model, verdict, scored.extraction, latency_ms
+    )
+    return st.writer.write("card_audit", [row.as_dict()])
+
+
+# --- the call -------------------------------------------------------------------------------
+
+
+async def run_call(
+    st: ServiceState,
+    hook_def: HookDefinition,
+    body: Any,
+    caller: Caller | None,
+    timer: StageTimer,
+) -> Response:
+    with tracer.start_as_current_span(
+        "cds.service_call", record_exception=False, set_status_on_exception=False
+    ) as span:
+        span.set_attribute("cds.service_id", hook_def.id)
+        try:
+            response = await _stages(st, hook_def, body, caller, timer, span)
+        except ServiceError as exc:
+            span.set_attribute("http.response.status_code", exc.status)
+            log.info("call refused", extra={"service_id": hook_def.id, "status": exc.status})
+            raise
+        span.set_attribute("http.response.status_code", response.status_code)
+        return response
+
+
+async def _stages(
+    st: ServiceState,
+    hook_def: HookDefinition,
+    body: Any,
+    caller: Caller | None,
+    timer: StageTimer,
+    span: Span,
+) -> Response:
+    call, requested_at = verify(st, hook_def, body, caller)
+    timer.mark("parse")
+    data = await resolve_prefetch(st, hook_def, call)
+    timer.mark("fetch")
+    model = st.registry.model_for(hook_def)
+    extraction = extract_features(model, data, requested_at)
+    timer.mark("map")
+    scored = score(model, extraction, timer)
+    timer.mark("explain")
+    result = build_card(st, hook_def, scored)
+    timer.mark("card")
+    subject = call_subject(st, hook_def, call, requested_at, caller)
+    stored = audit(st, subject, scored, result, timer.elapsed_ms())
+    timer.mark("audit")
+    shadows = st.registry.shadows_for(hook_def)
+    _report(span, timer, subject, scored, result, data, stored, len(shadows))
+    cards = CardsResponse(cards=[result.card] if result.shown else [])
+    response = json_response(cards.wire(), headers={"Server-Timing": timer.server_timing()})
+    if shadows:
+        response.background = BackgroundTask(
+            score_shadows, st.writer, shadows, hook_def, subject, extraction
+        )
+    return response
+
+
+def _report(
+    span: Span,
+    timer: StageTimer,
+    subject: CallSubject,
+    scored: Scored,
+    result: CardResult,
+    data: ResolvedData,
+    stored: bool,
+    shadows: int,
+) -> None:
+    """Span attributes and the one log line per card: ids of models, never of patients."""
+    model = scored.model
+    kind = "no-risk" if scored.prediction is None else "risk"
+    span.set_attributes(
+        {
+            "cds.hook": subject.hook,
+            "cds.model": model.name,
+            "cds.model_version": model.version,
+            "cds.environment": subject.environment,
+            "cds.card_kind": kind,
+            "cds.risk_band": result.band or "",
+            "cds.audit_stored": stored,
+            "cds.shadow_models": shadows,
+            "cds.prefetch_origin": ",".join(f"{k}={v}" for k, v in sorted(data.origin.items())),
+            **timer.span_attributes(),
+        }
+    )
+    log.info(
+        "card returned",
+        extra={
+            "service_id": subject.service_id,
+            "hook": subject.hook,
+            "model": model.name,
+            "model_version": model.version,
+            "card_kind": kind,
+            "latency_ms": timer.elapsed_ms(),
+        },
+    )

@@ -1,0 +1,149 @@
+"""Start-up and shut-down of the service: everything a request reads is built here, once.
+
+Start-up loads and checks hook definitions and models (a mismatch stops the service), migrates
+the database, replays any spooled audit rows and reads the deployments; shut-down stops the
+background loops, closes the HTTP clients and replays the spool one last time.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+
+import anyio
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from cds_service.audit.spool import Spool
+from cds_service.audit.writer import AuditWriter
+from cds_service.background import start_background
+from cds_service.cds_hooks.fhir_client import FhirClient
+from cds_service.config import Settings
+from cds_service.db.engine import make_engine, upgrade
+from cds_service.security.jwks import JwksCache
+from cds_service.security.jwt_auth import Authenticator
+from cds_service.security.replay import ReplayStore
+from cds_service.security.trusted_callers import load_trusted_callers
+from cds_service.serving.registry import Registry, load_registry
+from cds_service.state import Clock, ServiceState
+from cds_service.web.sessions import SessionStore
+from fhir_mappers.units import DEFAULT_CONVERTER
+
+log = logging.getLogger("cds_service")
+COMMON_UNITS = ("mg/dL", "mmol/L", "umol/L", "[degF]", "[lb_av]", "10*3/uL", "g/L", "mg/L")
+
+
+def warm_up_units(registry: Registry) -> None:
+    """The UCUM registry takes about a second to load: never on a physician's request."""
+    pairs = [
+        (unit, f.unit, f.molar_mass)
+        for m in registry.models.values()
+        for f in m.spec.features
+        if f.unit
+        for unit in COMMON_UNITS
+    ]
+    DEFAULT_CONVERTER.warm_up(pairs)
+
+
+def build_authenticator(
+    settings: Settings, engine: Engine, http: httpx.AsyncClient, clock: Clock
+) -> Authenticator | None:
+    if settings.auth_disabled:
+        log.warning("JWT verification is OFF (CDS_AUTH_DISABLED, development only)")
+        return None
+    path = settings.trusted_issuers_path
+    if path.is_file():
+        issuers = load_trusted_callers(path)
+    else:
+        log.warning("no trusted-callers file: every call gets 401 (run `cds-service keys init`)")
+        issuers = {}
+    jwks = JwksCache(http, min_refresh_seconds=settings.jwks_min_refresh_seconds)
+    return Authenticator(
+        issuers,
+        jwks,
+        ReplayStore(engine),
+        leeway_seconds=settings.jwt_leeway_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
+        clock=clock,
+    )
+
+
+async def _clients(
+    stack: AsyncExitStack,
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+    jwks_transport: httpx.AsyncBaseTransport | None,
+) -> tuple[httpx.AsyncClient, httpx.AsyncClient, httpx.AsyncClient]:
+    """FHIR fallback, key sets, and the browser flows' identity providers; closed on exit."""
+    fhir_timeout = httpx.Timeout(settings.fhir_timeout_seconds)
+    clients = (
+        httpx.AsyncClient(timeout=fhir_timeout, transport=transport, follow_redirects=False),
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(3.0), transport=jwks_transport, follow_redirects=False
+        ),
+        httpx.AsyncClient(timeout=fhir_timeout, follow_redirects=False),
+    )
+    for client in clients:
+        await stack.enter_async_context(client)
+    return clients
+
+
+async def _build_state(
+    stack: AsyncExitStack,
+    settings: Settings,
+    clock: Clock,
+    transport: httpx.AsyncBaseTransport | None,
+    jwks_transport: httpx.AsyncBaseTransport | None,
+) -> tuple[ServiceState, Engine]:
+    registry = load_registry(settings.hooks_dir, settings.models_dir)
+    warm_up_units(registry)
+    engine = make_engine(settings.database_url)
+    stack.callback(engine.dispose)
+    upgrade(engine)
+    writer = AuditWriter(engine, Spool(settings.spool_dir))
+    stack.push_async_callback(anyio.to_thread.run_sync, writer.replay)
+    http, key_http, web_http = await _clients(stack, settings, transport, jwks_transport)
+    fhir = FhirClient(
+        http,
+        retries=settings.fhir_retries,
+        max_pages=settings.fhir_max_pages,
+        max_resources=settings.fhir_max_resources,
+    )
+    authenticator = build_authenticator(settings, engine, key_http, clock)
+    sessions = SessionStore(engine)
+    state = ServiceState(
+        settings, registry, writer, fhir, http, clock, authenticator, sessions, web_http
+    )
+    return state, engine
+
+
+def make_lifespan(
+    settings: Settings,
+    clock: Clock,
+    transport: httpx.AsyncBaseTransport | None = None,
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            state, engine = await _build_state(stack, settings, clock, transport, jwks_transport)
+            app.state.cds = state
+            await anyio.to_thread.run_sync(state.writer.replay)
+            env = settings.environment.value
+            await anyio.to_thread.run_sync(state.registry.refresh_deployments, engine, env)
+            # A full collection with these libraries loaded costs ~100 ms; freeze start-up
+            # objects so they are never scanned again on the request path.
+            gc.collect()
+            gc.freeze()
+            stop = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                start_background(tg, state, engine, stop)
+                try:
+                    yield
+                finally:
+                    stop.set()
+
+    return lifespan
