@@ -80,7 +80,7 @@ def train(
         raise _err(f"no models/{model}/features.toml under {root}", EXIT_BAD_INPUT)
     try:
         result = train_model(
-            model, models_root=root, export_dir=export, version=version, progress=progress
+            model, models_dir=root, export_dir=export, version=version, progress=progress
         )
     except (SpecError, ConfigError, FileNotFoundError) as exc:
         raise _err(str(exc), EXIT_BAD_INPUT) from exc

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from cds_service.lifecycle.deployments import predictions_in_environment
 from cds_service.serving.model_runtime import LoadedModel, load_model
-from cds_service.stats.metrics import binary_metrics, subgroup_masks
+from cds_service.stats import binary_metrics, feature_subgroup_masks
 from cds_service.training.config import load_training_config
 from cds_service.training.train import build_table, table_sha256
 
@@ -35,12 +35,12 @@ def _score(model: LoadedModel, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def _subgroup_aurocs(
     names: list[str], x: Any, y: Any, p: Any, bands: tuple[float, ...]
 ) -> dict[str, float | None]:
-    masks = subgroup_masks(names, x, bands)
+    masks = feature_subgroup_masks(names, x, bands)
     return {name: binary_metrics(y[sel], p[sel])["auroc"] for name, sel in masks.items()}
 
 
 def evaluate(
-    models_root: Path,
+    models_dir: Path,
     model_name: str,
     version: str,
     export_dir: Path,
@@ -49,8 +49,8 @@ def evaluate(
     environment: str,
     live_version: str | None,
 ) -> GateResult:
-    candidate = load_model(models_root, model_name, version)
-    cfg = load_training_config(models_root / model_name / "training.toml")
+    candidate = load_model(models_dir, model_name, version)
+    cfg = load_training_config(models_dir / model_name / "training.toml")
     gate = {**(candidate.manifest.get("gate") or {}), **cfg.gate}
     table, stats = build_table(export_dir, candidate.spec)
     failures: list[str] = []
@@ -76,7 +76,7 @@ def evaluate(
         failures.append(f"subgroup AUROC gap {gap:.3f} above {gate.get('max_subgroup_auroc_gap')}")
     live_metrics = None
     if live_version and live_version != version:
-        live = load_model(models_root, model_name, live_version)
+        live = load_model(models_dir, model_name, live_version)
         live_metrics = binary_metrics(table.y, _score(live, table.x))
         tolerance = float(gate.get("max_auroc_drop_vs_live", 0.01))
         if (
