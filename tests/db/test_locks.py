@@ -28,10 +28,6 @@ RECORD = {
 }
 
 
-def test_keys_are_distinct() -> None:
-    assert len({int(k) for k in AdvisoryLock}) == len(AdvisoryLock)
-
-
 @pytest.fixture()
 def pg(tmp_path: Path) -> Iterator[Database]:
     db = new_database("postgres", tmp_path)
