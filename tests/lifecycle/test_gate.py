@@ -125,3 +125,35 @@ def test_an_export_without_rows_fails(models: Path, tmp_path: Path, engine: Engi
     result = _evaluate(models, empty, engine)
     assert not result.passed
     assert result.failures == ["held-out export gave no rows"]
+
+
+def test_a_candidate_is_compared_with_the_live_version(
+    models: Path, holdout: Path, engine: Engine
+) -> None:
+    # The same artifact as "0.9.0": equal AUROC passes with the default tolerance, and fails when
+    # the gate demands a candidate better than live by 0.1.
+    shutil.copytree(models / MODEL / "1.0.0", models / MODEL / "0.9.0")
+    same = evaluate(
+        models,
+        MODEL,
+        "1.0.0",
+        holdout,
+        engine=engine,
+        environment="acceptance",
+        live_version="0.9.0",
+    )
+    assert same.passed, same.failures
+    assert same.evidence["live_metrics"] == same.evidence["metrics"]
+    _set_gate(models, "max_auroc_drop_vs_live", "-0.1")
+    worse = evaluate(
+        models,
+        MODEL,
+        "1.0.0",
+        holdout,
+        engine=engine,
+        environment="acceptance",
+        live_version="0.9.0",
+    )
+    assert len(worse.failures) == 1
+    assert worse.failures[0].startswith("AUROC ")
+    assert "worse than the live version 0.9.0" in worse.failures[0]
