@@ -89,7 +89,7 @@ def simulate(
         public_base_url=settings.public_base_url,
         engine=eng,
         writer=AuditWriter(eng, Spool(settings.spool_dir)),
-        models_root=models_dir(),
+        models_dir=models_dir(),
         pseudonym_key=settings.effective_pseudonym_key,
         workdir=data_dir() / "simulation",
         sign=signer,

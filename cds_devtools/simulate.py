@@ -111,7 +111,7 @@ def run_simulation(
     public_base_url: str,
     engine: Engine,
     writer: AuditWriter,
-    models_root: Path,
+    models_dir: Path,
     pseudonym_key: bytes,
     workdir: Path,
     sign: Callable[[str], str] | None,
@@ -195,12 +195,12 @@ def run_simulation(
     finally:
         if client is None:
             http.close()
-    report.outcomes = derive_outcomes(engine, writer, models_root, export, pseudonym_key)
+    report.outcomes = derive_outcomes(engine, writer, models_dir, export, pseudonym_key)
     from cds_service.monitoring.run import Thresholds, run_monitoring
 
     monitor = run_monitoring(
         engine,
-        models_root,
+        models_dir,
         window_start=start,
         window_end=end,
         window=timedelta(days=monitor_window_days),

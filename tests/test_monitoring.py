@@ -35,7 +35,7 @@ from cds_service.monitoring.run import (
     run_monitoring,
     run_recent,
 )
-from cds_service.stats.distributions import BottomKSample, psi, reference_bins
+from cds_service.stats import BottomKSample, psi, reference_bins
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "ed-admission"
@@ -99,7 +99,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
 
 
 @pytest.fixture(scope="module")
-def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ed-admission 1.0.0 (live) and a 1.1.0 with the same manifest (the shadow candidate)."""
     root = tmp_path_factory.mktemp("models")
     src = REPO / "models" / MODEL
@@ -309,12 +309,12 @@ def hand_psi(values: np.ndarray, entry: dict[str, Any]) -> float:
 # --- tests -----------------------------------------------------------------------------------
 
 
-def test_figures_equal_figures_from_the_raw_rows(db: Db, models_root: Path) -> None:
+def test_figures_equal_figures_from_the_raw_rows(db: Db, models_dir: Path) -> None:
     c = cohort(seed=1, days=2, per_day=400, shadow=250)
     c.insert(db)
     report = run_monitoring(
         db.engine,
-        models_root,
+        models_dir,
         window_start=DAY0,
         window_end=DAY0 + timedelta(days=2),
         window=timedelta(days=1),
@@ -478,13 +478,13 @@ def test_figures_equal_figures_from_the_raw_rows(db: Db, models_root: Path) -> N
 
 
 def test_shifted_feature_raises_a_psi_alert_and_an_unshifted_one_does_not(
-    db: Db, models_root: Path, caplog: pytest.LogCaptureFixture
+    db: Db, models_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     drift_metrics = {"psi", "ks_pvalue", "missing_rate", "prediction_psi"}
     base = cohort(seed=2, days=1, per_day=600)
     base.insert(db)
     day = {"window_start": DAY0, "window_end": DAY0 + timedelta(days=1)}
-    calm = run_monitoring(db.engine, models_root, **day)
+    calm = run_monitoring(db.engine, models_dir, **day)
     assert not [a for a in calm.alerts if a.metric in drift_metrics], calm.summary()
     assert one(db, calm, metric="psi", feature="heart_rate")["value"] < 0.1
 
@@ -494,7 +494,7 @@ def test_shifted_feature_raises_a_psi_alert_and_an_unshifted_one_does_not(
     shifted.insert(db)
     caplog.set_level(logging.WARNING, logger="cds_service.monitoring.run")
     both = {"window_start": DAY0, "window_end": DAY0 + timedelta(days=2)}
-    report = run_monitoring(db.engine, models_root, window=timedelta(days=1), **both)
+    report = run_monitoring(db.engine, models_dir, window=timedelta(days=1), **both)
     hr = [a for a in report.alerts if a.metric == "psi" and a.feature == "heart_rate"]
     assert len(hr) == 1, report.summary()
     alert = hr[0]
@@ -510,17 +510,17 @@ def test_shifted_feature_raises_a_psi_alert_and_an_unshifted_one_does_not(
     assert any("heart_rate" in rec.getMessage() for rec in caplog.records)
 
     # a second run over the same windows does not raise the same alerts again
-    again = run_monitoring(db.engine, models_root, window=timedelta(days=1), **both)
+    again = run_monitoring(db.engine, models_dir, window=timedelta(days=1), **both)
     assert not again.alerts
     assert again.repeated_alerts == len(report.alerts) + report.repeated_alerts
     assert len(db.rows("SELECT * FROM v_alerts WHERE metric = 'psi'")) == 1
 
 
-def test_a_tiny_window_reports_reference_too_small(db: Db, models_root: Path) -> None:
+def test_a_tiny_window_reports_reference_too_small(db: Db, models_dir: Path) -> None:
     c = cohort(seed=4, days=1, per_day=12)
     c.insert(db)
     report = run_monitoring(
-        db.engine, models_root, window_start=DAY0, window_end=DAY0 + timedelta(days=1)
+        db.engine, models_dir, window_start=DAY0, window_end=DAY0 + timedelta(days=1)
     )
     small = results(db, report, metric="reference_too_small")
     by_feature = {r["feature"]: json.loads(r["details"]) for r in small}
@@ -537,11 +537,11 @@ def test_a_tiny_window_reports_reference_too_small(db: Db, models_root: Path) ->
     assert one(db, report, metric="volume", subgroup="")["value"] == 12
 
 
-def test_a_small_reference_sample_skips_ks(tmp_path: Path, models_root: Path) -> None:
+def test_a_small_reference_sample_skips_ks(tmp_path: Path, models_dir: Path) -> None:
     db = new_db("sqlite", tmp_path)
     upgrade(db.engine)
     root = tmp_path / "models"
-    shutil.copytree(models_root, root)
+    shutil.copytree(models_dir, root)
     path = root / MODEL / "1.0.0" / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["reference"]["heart_rate"]["sample"] = manifest["reference"]["heart_rate"]["sample"][
@@ -558,7 +558,7 @@ def test_a_small_reference_sample_skips_ks(tmp_path: Path, models_root: Path) ->
 
 
 def test_thresholds_can_be_overridden_and_the_gate_applies(
-    tmp_path: Path, models_root: Path
+    tmp_path: Path, models_dir: Path
 ) -> None:
     db = new_db("sqlite", tmp_path)
     upgrade(db.engine)
@@ -567,11 +567,11 @@ def test_thresholds_can_be_overridden_and_the_gate_applies(
         o["label"] = int(uuid.UUID(o["card_uuid"]).int % 2)
     c.insert(db)
     day = {"window_start": DAY0, "window_end": DAY0 + timedelta(days=1)}
-    report = run_monitoring(db.engine, models_root, **day)
+    report = run_monitoring(db.engine, models_dir, **day)
     auroc = [a for a in report.alerts if a.metric == "auroc"]
     assert len(auroc) == 1 and auroc[0].threshold == 0.75 and auroc[0].severity == "critical"
     relaxed = run_monitoring(
-        db.engine, models_root, thresholds=Thresholds(min_auroc=0.3, psi_warning=0.0001), **day
+        db.engine, models_dir, thresholds=Thresholds(min_auroc=0.3, psi_warning=0.0001), **day
     )
     assert not [a for a in relaxed.alerts if a.metric == "auroc"]
     assert [a for a in relaxed.alerts if a.metric == "psi"]  # everything drifts at 0.0001
@@ -579,7 +579,7 @@ def test_thresholds_can_be_overridden_and_the_gate_applies(
 
 
 @pytest.mark.postgres
-def test_sqlite_and_postgresql_give_the_same_results(tmp_path: Path, models_root: Path) -> None:
+def test_sqlite_and_postgresql_give_the_same_results(tmp_path: Path, models_dir: Path) -> None:
     c = cohort(seed=9, days=2, per_day=250, shadow=120)
     figures = []
     for kind in ("sqlite", "postgres"):
@@ -589,7 +589,7 @@ def test_sqlite_and_postgresql_give_the_same_results(tmp_path: Path, models_root
             c.insert(db)
             report = run_monitoring(
                 db.engine,
-                models_root,
+                models_dir,
                 window_start=DAY0,
                 window_end=DAY0 + timedelta(days=2),
                 window=timedelta(days=1),
@@ -676,12 +676,12 @@ def test_durations_and_recent_windows() -> None:
         )
 
 
-def test_run_recent_covers_complete_windows(tmp_path: Path, models_root: Path) -> None:
+def test_run_recent_covers_complete_windows(tmp_path: Path, models_dir: Path) -> None:
     db = new_db("sqlite", tmp_path)
     upgrade(db.engine)
     cohort(seed=8, days=2, per_day=60).insert(db)
     report = run_recent(
-        db.engine, models_root, days=2, window_hours=24, now=DAY0 + timedelta(days=2, hours=5)
+        db.engine, models_dir, days=2, window_hours=24, now=DAY0 + timedelta(days=2, hours=5)
     )
     assert report is not None and report.windows == 2
     volumes = results(db, report, metric="volume", subgroup="")

@@ -7,15 +7,19 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from cds_devtools.synth import generate_cohort
 from cds_service.serving.model_runtime import load_model
-from cds_service.training.train import train_model
+from cds_service.training.config import load_training_config
+from cds_service.training.train import build_table, split_of, train_model
+from fhir_mappers.bulk import export_sha256
 from tests.conftest import MODELS_DIR
 
 
-def _models_root(tmp: Path) -> Path:
+def _models_dir(tmp: Path) -> Path:
     root = tmp / "models"
     for name in ("ed-admission", "post-mi-unplanned-visit"):
         (root / name).mkdir(parents=True)
@@ -34,13 +38,13 @@ def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_training_twice_gives_byte_identical_artifacts(small_export: Path, tmp_path: Path) -> None:
     first = train_model(
         "ed-admission",
-        models_root=_models_root(tmp_path / "a"),
+        models_dir=_models_dir(tmp_path / "a"),
         export_dir=small_export,
         version="0.0.1",
     )
     second = train_model(
         "ed-admission",
-        models_root=_models_root(tmp_path / "b"),
+        models_dir=_models_dir(tmp_path / "b"),
         export_dir=small_export,
         version="0.0.1",
     )
@@ -55,21 +59,50 @@ def test_training_twice_gives_byte_identical_artifacts(small_export: Path, tmp_p
 def test_artifacts_carry_manifest_metrics_and_model_card(
     small_export: Path, tmp_path: Path
 ) -> None:
-    root = _models_root(tmp_path)
+    root = _models_dir(tmp_path)
     result = train_model(
-        "post-mi-unplanned-visit", models_root=root, export_dir=small_export, version="0.0.2"
+        "post-mi-unplanned-visit", models_dir=root, export_dir=small_export, version="0.0.2"
     )
     manifest = json.loads((result.directory / "manifest.json").read_text())
     assert manifest["artifact"]["sha256"] == result.model_sha256
     assert manifest["feature_names"][0] == "age"
-    assert len(manifest["training_data"]["export_sha256"]) == 64
+    assert manifest["training_data"]["export_sha256"] == export_sha256(small_export)
     assert manifest["parameters"]["lightgbm"]["deterministic"] is True
-    test = manifest["metrics"]["test"]
-    for key in ("auroc", "auprc", "brier", "calibration_intercept", "calibration_slope"):
-        assert key in test
-    assert any(k.startswith("sex=") for k in manifest["metrics"]["subgroups"])
-    assert any(k.startswith("age=") for k in manifest["metrics"]["subgroups"])
+    metrics = manifest["metrics"]
+    assert json.loads((result.directory / "metrics.json").read_text()) == metrics
+
+    # The test figures are those of the saved model on the test split, recomputed here.
+    model = load_model(root, "post-mi-unplanned-visit", "0.0.2")
+    cfg = load_training_config(root / "post-mi-unplanned-visit" / "training.toml")
+    table, _ = build_table(small_export, model.spec)
+    test_rows = np.array([split_of(pid, cfg) == "test" for pid in table.patient_ids])
+    y = table.y[test_rows]
+    p = np.array([model.risk(list(row)) for row in table.x[test_rows]])
+    test = metrics["test"]
+    assert (test["n"], test["positives"]) == (len(y), int(y.sum()))
+    assert metrics["splits"]["test"]["rows"] == len(y)
+    assert sum(s["rows"] for s in metrics["splits"].values()) == manifest["training_data"]["rows"]
+    assert test["auroc"] == pytest.approx(roc_auc_score(y, p), abs=2e-6)
+    assert test["brier"] == pytest.approx(float(np.mean((p - y) ** 2)), abs=2e-6)
+    assert test["prevalence"] == pytest.approx(y.mean(), abs=1e-6)
+    assert 0.5 < test["auroc"] <= 1.0
+    assert 0.8 * test["prevalence"] < test["mean_predicted"] < 1.25 * test["prevalence"]
+
+    # Subgroups: the training config's age bands and both sexes, each row in one group of each.
+    subgroups = metrics["subgroups"]
+    assert set(subgroups) == {"sex=female", "sex=male", "age=0-60", "age=60-75", "age=75-200"}
+    assert subgroups["sex=female"]["n"] + subgroups["sex=male"]["n"] == test["n"]
+    assert sum(subgroups[k]["n"] for k in subgroups if k.startswith("age=")) == test["n"]
+
+    # Drift reference: decile bins whose shares add up to one, for every feature.
     assert set(manifest["reference"]) == set(manifest["feature_names"])
+    for name, ref in manifest["reference"].items():
+        assert ref["n"] == metrics["splits"]["train"]["rows"], name
+        if "fractions" in ref:
+            assert len(ref["fractions"]) == len(ref["edges"]) + 1, name
+            assert sum(ref["fractions"]) == pytest.approx(1.0, abs=1e-5), name
+            assert ref["edges"] == sorted(ref["edges"]), name
+
     card = (result.directory / "model_card.md").read_text()
     for heading in (
         "## Intended use",
@@ -78,10 +111,12 @@ def test_artifacts_carry_manifest_metrics_and_model_card(
         "## Subgroups",
         "## Calibration",
         "## Limitations",
-        "AUROC",
     ):
         assert heading in card
-    model = load_model(root, "post-mi-unplanned-visit", "0.0.2")
+    assert f"| all | {test['n']} | {test['positives']} | " in card
+    assert f" | {test['auroc']:.3f} | " in card
+    assert f"sha256 `{result.model_sha256}`" in card
+
     risk = model.risk([float("nan")] * len(model.feature_names))
     assert 0 < risk < 1
     explained = model.explain([float("nan")] * len(model.feature_names))
@@ -91,11 +126,11 @@ def test_artifacts_carry_manifest_metrics_and_model_card(
 def test_different_seed_changes_the_split_and_so_the_model(
     small_export: Path, tmp_path: Path
 ) -> None:
-    root = _models_root(tmp_path)
+    root = _models_dir(tmp_path)
     config = root / "ed-admission" / "training.toml"
-    base = train_model("ed-admission", models_root=root, export_dir=small_export, version="a")
+    base = train_model("ed-admission", models_dir=root, export_dir=small_export, version="a")
     config.write_text(config.read_text().replace("seed = 20261123", "seed = 1", 1))
-    other = train_model("ed-admission", models_root=root, export_dir=small_export, version="b")
+    other = train_model("ed-admission", models_dir=root, export_dir=small_export, version="b")
     assert base.model_sha256 != other.model_sha256
 
 
@@ -109,7 +144,7 @@ def test_default_synth_then_train_reproduces_committed_artifact(
         generate_cohort(export)  # `cds-service synth` defaults
     committed = json.loads((MODELS_DIR / model / "1.0.0" / "manifest.json").read_text())
     result = train_model(
-        model, models_root=_models_root(tmp_path_factory.mktemp(model)), export_dir=export
+        model, models_dir=_models_dir(tmp_path_factory.mktemp(model)), export_dir=export
     )
     assert (
         result.manifest["training_data"]["export_sha256"]

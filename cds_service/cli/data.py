@@ -31,7 +31,7 @@ def train(
         raise fail(f"no models/{model}/features.toml under {root}", ExitCode.BAD_INPUT)
     try:
         result = train_model(
-            model, models_root=root, export_dir=export, version=version, progress=progress
+            model, models_dir=root, export_dir=export, version=version, progress=progress
         )
     except (SpecError, ConfigError, FileNotFoundError) as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from exc

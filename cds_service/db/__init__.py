@@ -1,1 +1,38 @@
-"""db."""
+"""The database: engines for SQLite and PostgreSQL, the Alembic migrations, the tables, the
+quality views' columns and the advisory locks. tests/db checks that the tables and views declared
+here are what the migrations build."""
+
+from cds_service.db.engine import MIGRATIONS, make_engine, normalize_url, upgrade
+from cds_service.db.locks import AdvisoryLock, session_lock, transaction_lock
+from cds_service.db.tables import (
+    Alert,
+    CardAudit,
+    CardFeedback,
+    Deployment,
+    MonitoringResult,
+    MonitoringRun,
+    Outcome,
+    SeenJti,
+    WebSession,
+)
+from cds_service.db.views import VIEWS
+
+__all__ = [
+    "MIGRATIONS",
+    "VIEWS",
+    "AdvisoryLock",
+    "Alert",
+    "CardAudit",
+    "CardFeedback",
+    "Deployment",
+    "MonitoringResult",
+    "MonitoringRun",
+    "Outcome",
+    "SeenJti",
+    "WebSession",
+    "make_engine",
+    "normalize_url",
+    "session_lock",
+    "transaction_lock",
+    "upgrade",
+]

@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from cds_service.db.locks import AdvisoryLock, transaction_lock
 from cds_service.paths import PROJECT_ROOT
 
 MIGRATIONS = PROJECT_ROOT / "sql" / "migrations"
@@ -58,15 +59,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(724301)"))
+        transaction_lock(conn, AdvisoryLock.MIGRATIONS)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
-
-
-def downgrade(engine: Engine, revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)

@@ -6,14 +6,13 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+# Columns the migrations give a server default (rows written by SQL alone still get a value).
+_EMPTY_DEFAULT = {"server_default": ""}
 
 
 class CardAudit(SQLModel, table=True):
@@ -81,6 +80,7 @@ class Deployment(SQLModel, table=True):
     """
 
     __tablename__ = "deployments"
+    __table_args__ = (sa.Index("ix_deployments_model_env", "model_name", "environment"),)
 
     id: int | None = Field(default=None, primary_key=True)
     model_name: str = Field(max_length=128)
@@ -124,6 +124,16 @@ class MonitoringRun(SQLModel, table=True):
 
 class MonitoringResult(SQLModel, table=True):
     __tablename__ = "monitoring_results"
+    __table_args__ = (
+        sa.Index(
+            "ix_monitoring_results_key",
+            "service_id",
+            "model_version",
+            "environment",
+            "metric",
+            "window_start",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(max_length=36, index=True)
@@ -135,11 +145,11 @@ class MonitoringResult(SQLModel, table=True):
     window_start: datetime = Field(sa_type=sa.DateTime(timezone=True))
     window_end: datetime = Field(sa_type=sa.DateTime(timezone=True))
     metric: str = Field(max_length=64)
-    feature: str = Field(default="", max_length=128)
-    subgroup: str = Field(default="", max_length=64)
+    feature: str = Field(default="", max_length=128, sa_column_kwargs=_EMPTY_DEFAULT)
+    subgroup: str = Field(default="", max_length=64, sa_column_kwargs=_EMPTY_DEFAULT)
     value: float | None = None
     n: int
-    details: str = Field(default="{}", sa_type=sa.Text)
+    details: str = Field(default="{}", sa_type=sa.Text, sa_column_kwargs={"server_default": "{}"})
 
 
 class Alert(SQLModel, table=True):
@@ -155,8 +165,8 @@ class Alert(SQLModel, table=True):
     window_start: datetime = Field(sa_type=sa.DateTime(timezone=True))
     window_end: datetime = Field(sa_type=sa.DateTime(timezone=True))
     metric: str = Field(max_length=64)
-    feature: str = Field(default="", max_length=128)
-    subgroup: str = Field(default="", max_length=64)
+    feature: str = Field(default="", max_length=128, sa_column_kwargs=_EMPTY_DEFAULT)
+    subgroup: str = Field(default="", max_length=64, sa_column_kwargs=_EMPTY_DEFAULT)
     value: float | None = None
     threshold: float | None = None
     severity: str = Field(max_length=16)

@@ -1,1 +1,46 @@
-"""lifecycle."""
+"""Model lifecycle: the validation gate, promotion and rollback as append-only, hash-chained
+deployment records (the running service derives what it serves from them), and outcomes derived
+from a later FHIR export so monitoring can measure performance."""
+
+from cds_service.lifecycle.deployments import (
+    ENVIRONMENTS,
+    ROLES,
+    ModelState,
+    all_records,
+    append_record,
+    current_state,
+    predictions_in_environment,
+    record_hash,
+    verify_chain,
+)
+from cds_service.lifecycle.gate import GateResult, evaluate
+from cds_service.lifecycle.outcomes import OutcomeStats, derive_outcomes, export_time
+from cds_service.lifecycle.promotion import (
+    PromotionRefused,
+    PromotionResult,
+    promote,
+    retire_shadow,
+    rollback,
+)
+
+__all__ = [
+    "ENVIRONMENTS",
+    "ROLES",
+    "GateResult",
+    "ModelState",
+    "OutcomeStats",
+    "PromotionRefused",
+    "PromotionResult",
+    "all_records",
+    "append_record",
+    "current_state",
+    "derive_outcomes",
+    "evaluate",
+    "export_time",
+    "predictions_in_environment",
+    "promote",
+    "record_hash",
+    "retire_shadow",
+    "rollback",
+    "verify_chain",
+]

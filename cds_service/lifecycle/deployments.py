@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from cds_service.db.locks import AdvisoryLock, transaction_lock
 from cds_service.db.tables import Deployment
 
 TABLE: sa.Table = Deployment.__table__  # type: ignore[attr-defined]
@@ -58,9 +59,8 @@ def record_hash(record: dict[str, Any]) -> str:
 def append_record(engine: Engine, record: dict[str, Any]) -> dict[str, Any]:
     """Append one record, chained to the last one, in a single transaction."""
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(724302)"))
-        else:
+        transaction_lock(conn, AdvisoryLock.DEPLOYMENTS)
+        if conn.dialect.name == "sqlite":
             conn.execute(sa.text("UPDATE deployments SET id = id WHERE 0"))  # take the write lock
         last = conn.execute(
             sa.select(TABLE.c.record_hash).order_by(TABLE.c.id.desc()).limit(1)

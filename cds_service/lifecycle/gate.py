@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from cds_service.lifecycle.deployments import predictions_in_environment
 from cds_service.serving.model_runtime import LoadedModel, load_model
-from cds_service.stats.metrics import binary_metrics, subgroup_masks
+from cds_service.stats import binary_metrics, feature_subgroup_masks
 from cds_service.training.config import load_training_config
 from cds_service.training.train import build_table, table_sha256
 
@@ -35,30 +35,13 @@ def _score(model: LoadedModel, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def _subgroup_aurocs(
     names: list[str], x: Any, y: Any, p: Any, bands: tuple[float, ...]
 ) -> dict[str, float | None]:
-    masks = subgroup_masks(names, x, bands)
+    masks = feature_subgroup_masks(names, x, bands)
     return {name: binary_metrics(y[sel], p[sel])["auroc"] for name, sel in masks.items()}
 
 
-def evaluate(
-    models_root: Path,
-    model_name: str,
-    version: str,
-    export_dir: Path,
-    *,
-    engine: Engine,
-    environment: str,
-    live_version: str | None,
-) -> GateResult:
-    candidate = load_model(models_root, model_name, version)
-    cfg = load_training_config(models_root / model_name / "training.toml")
-    gate = {**(candidate.manifest.get("gate") or {}), **cfg.gate}
-    table, stats = build_table(export_dir, candidate.spec)
-    failures: list[str] = []
-    if len(table.y) == 0:
-        return GateResult(False, ["held-out export gave no rows"], {"export": str(export_dir)})
-    p = _score(candidate, table.x)
-    metrics = binary_metrics(table.y, p)
-    subgroups = _subgroup_aurocs(table.names, table.x, table.y, p, cfg.age_bands)
+def _threshold_failures(metrics: dict[str, Any], gate: dict[str, Any], gap: float) -> list[str]:
+    """The candidate's own figures against the gate's thresholds."""
+    failures = []
     auroc = metrics["auroc"]
     if auroc is None or auroc < float(gate.get("min_auroc", 0.5)):
         failures.append(f"AUROC {auroc} below the minimum {gate.get('min_auroc')}")
@@ -70,32 +53,67 @@ def evaluate(
     lo, hi = gate.get("calibration_slope_range", [0.0, 10.0])
     if slope is None or not lo <= slope <= hi:
         failures.append(f"calibration slope {slope} outside [{lo}, {hi}]")
-    present = [v for v in subgroups.values() if v is not None]
-    gap = max(present) - min(present) if len(present) >= 2 else 0.0
     if gap > float(gate.get("max_subgroup_auroc_gap", 1.0)):
         failures.append(f"subgroup AUROC gap {gap:.3f} above {gate.get('max_subgroup_auroc_gap')}")
+    return failures
+
+
+def _versus_live(
+    auroc: float | None, live_version: str, live_metrics: dict[str, Any], gate: dict[str, Any]
+) -> list[str]:
+    """A candidate may not be worse than the version it replaces by more than the tolerance."""
+    tolerance = float(gate.get("max_auroc_drop_vs_live", 0.01))
+    live_auroc = live_metrics["auroc"]
+    if auroc is None or live_auroc is None or auroc >= live_auroc - tolerance:
+        return []
+    return [
+        f"AUROC {auroc:.4f} worse than the live version {live_version} "
+        f"({live_auroc:.4f}) by more than {tolerance}"
+    ]
+
+
+def _acceptance_failures(
+    engine: Engine, model_name: str, version: str, gate: dict[str, Any]
+) -> tuple[int, list[str]]:
+    """Production needs the candidate to have run in acceptance first."""
+    needed = int(gate.get("min_acceptance_predictions", 200))
+    runs = predictions_in_environment(engine, model_name, version, "acceptance")
+    if runs >= needed:
+        return runs, []
+    return runs, [f"ran {runs} predictions in acceptance; production needs {needed}"]
+
+
+def evaluate(
+    models_dir: Path,
+    model_name: str,
+    version: str,
+    export_dir: Path,
+    *,
+    engine: Engine,
+    environment: str,
+    live_version: str | None,
+) -> GateResult:
+    candidate = load_model(models_dir, model_name, version)
+    cfg = load_training_config(models_dir / model_name / "training.toml")
+    gate = {**(candidate.manifest.get("gate") or {}), **cfg.gate}
+    table, stats = build_table(export_dir, candidate.spec)
+    if len(table.y) == 0:
+        return GateResult(False, ["held-out export gave no rows"], {"export": str(export_dir)})
+    p = _score(candidate, table.x)
+    metrics = binary_metrics(table.y, p)
+    subgroups = _subgroup_aurocs(table.names, table.x, table.y, p, cfg.age_bands)
+    present = [v for v in subgroups.values() if v is not None]
+    gap = max(present) - min(present) if len(present) >= 2 else 0.0
+    failures = _threshold_failures(metrics, gate, gap)
     live_metrics = None
     if live_version and live_version != version:
-        live = load_model(models_root, model_name, live_version)
+        live = load_model(models_dir, model_name, live_version)
         live_metrics = binary_metrics(table.y, _score(live, table.x))
-        tolerance = float(gate.get("max_auroc_drop_vs_live", 0.01))
-        if (
-            auroc is not None
-            and live_metrics["auroc"] is not None
-            and (auroc < live_metrics["auroc"] - tolerance)
-        ):
-            failures.append(
-                f"AUROC {auroc:.4f} worse than the live version {live_version} "
-                f"({live_metrics['auroc']:.4f}) by more than {tolerance}"
-            )
+        failures += _versus_live(metrics["auroc"], live_version, live_metrics, gate)
     acceptance_runs = None
     if environment == "production":
-        needed = int(gate.get("min_acceptance_predictions", 200))
-        acceptance_runs = predictions_in_environment(engine, model_name, version, "acceptance")
-        if acceptance_runs < needed:
-            failures.append(
-                f"ran {acceptance_runs} predictions in acceptance; production needs {needed}"
-            )
+        acceptance_runs, more = _acceptance_failures(engine, model_name, version, gate)
+        failures += more
     evidence = {
         "candidate": {
             "model": model_name,

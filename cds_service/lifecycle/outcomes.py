@@ -73,7 +73,7 @@ def _event_for(resources: list[dict[str, Any]], spec: ModelSpec, at: datetime) -
 def derive_outcomes(
     engine: Engine,
     writer: AuditWriter,
-    models_root: Path,
+    models_dir: Path,
     export_dir: Path,
     key: bytes,
     *,
@@ -97,7 +97,7 @@ def derive_outcomes(
             stats.cards_considered += 1
             spec = specs.get(model)
             if spec is None:
-                spec = specs[model] = load_spec(models_root / model / "features.toml")
+                spec = specs[model] = load_spec(models_dir / model / "features.toml")
             event = _event_for(resources, spec, requested)
             base = event.anchor_time if spec.label.relative_to == "anchor" else event.index_time
             if closes_at is not None and base + spec.label.window.end > closes_at:

@@ -30,7 +30,7 @@ class PromotionResult:
 
 def promote(
     engine: Engine,
-    models_root: Path,
+    models_dir: Path,
     model: str,
     version: str,
     *,
@@ -46,7 +46,7 @@ def promote(
     state = current_state(all_records(engine), environment).get(model)
     live = state.live if state else None
     result = evaluate(
-        models_root,
+        models_dir,
         model,
         version,
         holdout,
@@ -56,7 +56,7 @@ def promote(
     )
     if not result.passed and not override_reason:
         raise PromotionRefused(result.failures, result.evidence)
-    artifact = load_model(models_root, model, version).artifact_sha256
+    artifact = load_model(models_dir, model, version).artifact_sha256
     record = append_record(
         engine,
         {
@@ -78,7 +78,7 @@ def promote(
 
 def rollback(
     engine: Engine,
-    models_root: Path,
+    models_dir: Path,
     model: str,
     *,
     environment: str,
@@ -93,7 +93,7 @@ def rollback(
     target = to_version or (state.live_history[-1] if state and state.live_history else None)
     if target is None:
         raise ValueError(f"no earlier live version of {model} in {environment} to roll back to")
-    artifact = load_model(models_root, model, target).artifact_sha256
+    artifact = load_model(models_dir, model, target).artifact_sha256
     return append_record(
         engine,
         {
@@ -114,7 +114,7 @@ def rollback(
 
 def retire_shadow(
     engine: Engine,
-    models_root: Path,
+    models_dir: Path,
     model: str,
     version: str,
     *,
@@ -122,7 +122,7 @@ def retire_shadow(
     by: str,
     reason: str,
 ) -> dict[str, Any]:
-    artifact = load_model(models_root, model, version).artifact_sha256
+    artifact = load_model(models_dir, model, version).artifact_sha256
     return append_record(
         engine,
         {

@@ -1,1 +1,27 @@
-"""monitoring."""
+"""Monitoring of deployed models over the audit trail: drift, performance, calibration,
+subgroups, feedback and shadow agreement per time window, written to monitoring_results and
+alerts (read through the v_* views). docs/monitoring.md explains every figure.
+
+Modules: thresholds (when a figure alerts), windows (time windows), context (what a model
+version's manifest says), accumulate (streaming the cards), figures (the statistics of a
+window), results and alerts (rows written), run (one run), schedule (the scheduled run).
+"""
+
+from cds_service.monitoring.report import AlertRecord, GroupKey, MonitorReport
+from cds_service.monitoring.run import run_monitoring
+from cds_service.monitoring.schedule import run_recent
+from cds_service.monitoring.thresholds import KS_SAMPLE_SIZE, PERFORMANCE_METRICS, Thresholds
+from cds_service.monitoring.windows import parse_duration, recent_windows
+
+__all__ = [
+    "KS_SAMPLE_SIZE",
+    "PERFORMANCE_METRICS",
+    "AlertRecord",
+    "GroupKey",
+    "MonitorReport",
+    "Thresholds",
+    "parse_duration",
+    "recent_windows",
+    "run_monitoring",
+    "run_recent",
+]

@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from cds_service.monitoring.context import ModelContext
-from cds_service.stats.distributions import (
+from cds_service.stats import (
     BoolArray,
     BottomKSample,
     FloatArray,

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from cds_service.stats.distributions import (
+from cds_service.stats import (
     DEFAULT_AGE_BANDS,
     FloatArray,
     ReferenceBins,
+    parse_age_bands,
     reference_bins,
 )
 
@@ -49,21 +50,18 @@ class ModelContext:
         return self.features.index("age") if "age" in self.features else None
 
 
-def _age_bands(models_root: Path, name: str) -> tuple[float, ...]:
+def _age_bands(models_dir: Path, name: str) -> tuple[float, ...]:
     """``[subgroups] age_bands`` of the model's training.toml, else DEFAULT_AGE_BANDS."""
-    path = models_root / name / "training.toml"
+    path = models_dir / name / "training.toml"
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        bands = tuple(float(x) for x in doc["subgroups"]["age_bands"])
+        return parse_age_bands(doc["subgroups"]["age_bands"])
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError):
         return DEFAULT_AGE_BANDS
-    if len(bands) < 2 or list(bands) != sorted(bands):
-        return DEFAULT_AGE_BANDS
-    return bands
 
 
-def load_context(models_root: Path, name: str, version: str) -> ModelContext:
-    path = models_root / name / version / "manifest.json"
+def load_context(models_dir: Path, name: str, version: str) -> ModelContext:
+    path = models_dir / name / version / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -83,7 +81,7 @@ def load_context(models_root: Path, name: str, version: str) -> ModelContext:
         reference=dict(manifest.get("reference", {})),
         gate=dict(manifest.get("gate", {})),
         label=(manifest.get("label") or {}).get("name"),
-        age_bands=_age_bands(models_root, name),
+        age_bands=_age_bands(models_dir, name),
     )
     for feature in ctx.features:
         entry = ctx.reference.get(feature)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cds_service.stats import DEFAULT_AGE_BANDS, parse_age_bands
+
 
 class ConfigError(ValueError):
     pass
@@ -39,7 +41,7 @@ def load_training_config(path: Path) -> TrainingConfig:
         calibration = doc.get("calibration", {}).get("method", "platt")
         if calibration != "platt":
             raise ConfigError(f"{path}: calibration.method must be 'platt'")
-        bands = tuple(float(x) for x in doc.get("subgroups", {}).get("age_bands", [0, 200]))
+        bands = parse_age_bands(doc.get("subgroups", {}).get("age_bands", DEFAULT_AGE_BANDS))
         test, cal = float(split["test_fraction"]), float(split["calibration_fraction"])
         if not (0 < test < 1 and 0 < cal < 1 and test + cal < 0.9):
             raise ConfigError(f"{path}: split fractions must leave at least 10% for training")

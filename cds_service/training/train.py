@@ -21,7 +21,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cds_service.paths import PROJECT_ROOT
-from cds_service.stats.metrics import binary_metrics, calibration_curve, subgroup_masks
+from cds_service.stats import (
+    binary_metrics,
+    calibration_curve,
+    decile_bins,
+    feature_subgroup_masks,
+)
 from cds_service.training.config import TrainingConfig, load_training_config
 from cds_service.training.model_card import render_model_card
 from fhir_mappers.bulk import TableStats, export_sha256, iter_rows
@@ -131,15 +136,9 @@ def reference_distribution(x: NDArray[np.float64], names: list[str]) -> dict[str
             "missing_rate": round(float(np.isnan(col).mean()), 6) if len(col) else None,
         }
         if len(present):
-            edges = sorted(
-                {round(float(v), 6) for v in np.quantile(present, np.linspace(0, 1, 11))}
-            )
-            inner = edges[1:-1]
-            counts = np.bincount(
-                np.searchsorted(inner, present, side="right"), minlength=len(inner) + 1
-            )
-            entry["edges"] = inner
-            entry["fractions"] = [round(float(c) / len(present), 6) for c in counts]
+            bins = decile_bins(present)
+            entry["edges"] = [float(e) for e in bins.edges]
+            entry["fractions"] = [round(float(f), 6) for f in bins.fractions]
             entry["mean"] = round(float(present.mean()), 6)
             entry["std"] = round(float(present.std()), 6)
             sample_idx = np.linspace(0, len(present) - 1, min(200, len(present))).astype(int)
@@ -152,7 +151,7 @@ def _subgroups(
     table: Table, mask: NDArray[np.bool_], p: NDArray[np.float64], cfg: TrainingConfig
 ) -> dict[str, Any]:
     y = table.y[mask]
-    masks = subgroup_masks(table.names, table.x[mask], cfg.age_bands)
+    masks = feature_subgroup_masks(table.names, table.x[mask], cfg.age_bands)
     return {name: binary_metrics(y[sel], p[sel]) for name, sel in masks.items()}
 
 
@@ -169,14 +168,14 @@ def library_versions() -> dict[str, str]:
 def train_model(
     model_name: str,
     *,
-    models_root: Path,
+    models_dir: Path,
     export_dir: Path | None = None,
     version: str | None = None,
     progress: bool = False,
 ) -> TrainResult:
     import lightgbm as lgb
 
-    model_dir = models_root / model_name
+    model_dir = models_dir / model_name
     spec = load_spec(model_dir / "features.toml")
     cfg = load_training_config(model_dir / "training.toml")
     export = export_dir or (PROJECT_ROOT / cfg.export)

@@ -46,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     shutil.copytree(MODELS_DIR, models)
     export = tmp / "train-export"
     generate_cohort(export, ed_patients=1500, post_mi_patients=0, seed=11)
-    train_model(MODEL, models_root=models, export_dir=export, version="2.0.0")
+    train_model(MODEL, models_dir=models, export_dir=export, version="2.0.0")
     weak = models / MODEL / "training.toml"
     original = weak.read_text()
     weak.write_text(
@@ -54,7 +54,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         .replace("num_leaves = 15", "num_leaves = 2")
         .replace("feature_fraction = 0.9", "feature_fraction = 0.1")
     )
-    train_model(MODEL, models_root=models, export_dir=export, version="0.1.0")
+    train_model(MODEL, models_dir=models, export_dir=export, version="0.1.0")
     weak.write_text(original)
     holdout = tmp / "holdout"
     generate_cohort(holdout, ed_patients=800, post_mi_patients=0, seed=12)

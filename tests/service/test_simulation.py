@@ -48,7 +48,7 @@ def _run(backend: str, tmp: Path, cohort: Path, shift: str) -> Iterator[object]:
                 public_base_url=PUBLIC_BASE,
                 engine=db.engine,
                 writer=AuditWriter(db.engine, Spool(tmp / "spool-sim")),
-                models_root=settings.models_dir,
+                models_dir=settings.models_dir,
                 pseudonym_key=settings.effective_pseudonym_key,
                 workdir=cohort,
                 sign=lambda aud: sign(key, iss=ISS, aud=aud),

@@ -215,7 +215,7 @@ def simulate_month(
                 public_base_url=url,
                 engine=db.engine,
                 writer=AuditWriter(db.engine, Spool(tmp / "spool-sim")),
-                models_root=models,
+                models_dir=models,
                 pseudonym_key=settings.effective_pseudonym_key,
                 workdir=cohort,
                 sign=lambda aud: sign(key, iss=ISS, aud=aud),
