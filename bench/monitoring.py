@@ -97,7 +97,7 @@ OUTCOME_COLUMNS = (
 )
 
 
-def models_root(tmp: Path) -> Path:
+def bundled_models_copy(tmp: Path) -> Path:
     root = tmp / "models"
     src = ROOT / "models" / MODEL
     (root / MODEL).mkdir(parents=True)
@@ -299,7 +299,7 @@ def child(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     report = run_monitoring(
         engine,
-        Path(args.models_root),
+        Path(args.models_dir),
         window_start=START,
         window_end=START + timedelta(days=args.days),
         window=timedelta(hours=args.window_hours) if args.window_hours else None,
@@ -335,7 +335,7 @@ def measure(name: str, url: str, args: argparse.Namespace, root: Path) -> None:
         "--child",
         "--url",
         url,
-        "--models-root",
+        "--models-dir",
         str(root),
         "--days",
         str(args.days),
@@ -369,7 +369,7 @@ def main() -> None:
     ap.add_argument("--postgres-url", default=os.environ.get("CDS_TEST_POSTGRES_URL"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
-    ap.add_argument("--models-root", help=argparse.SUPPRESS)
+    ap.add_argument("--models-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)
@@ -380,7 +380,7 @@ def main() -> None:
         + f"; python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)"
     )
     with tempfile.TemporaryDirectory(prefix="cds-monitor-bench-") as tmp:
-        root = models_root(Path(tmp))
+        root = bundled_models_copy(Path(tmp))
         for name in args.backends.split(","):
             if name == "sqlite":
                 measure(name, f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", args, root)

@@ -189,8 +189,8 @@ def _renamed_hooks(directory: Path) -> Path:
     """Hook definitions whose ids say nothing (or the wrong thing) about their model."""
     directory.mkdir()
     renames = {
-        "post-mi-patient-view.toml": "cardiac-rehab-watch",  # post-MI model, no "post-mi" in id
-        "ed-admission-encounter-start.toml": "post-mi-lookalike",  # ED model, "post-mi" in id
+        "post-mi-unplanned-visit-risk.toml": "cardiac-rehab-watch",  # post-MI model, no "post-mi" in id
+        "ed-admission-risk.toml": "post-mi-lookalike",  # ED model, "post-mi" in id
     }
     for name, new_id in renames.items():
         text = (HOOKS / name).read_text(encoding="utf-8")
@@ -242,8 +242,8 @@ def test_demo_call_skips_a_service_without_a_local_hook_definition(
     server_hooks = _renamed_hooks(tmp_path / "hooks")
     local_hooks = tmp_path / "local-hooks"
     local_hooks.mkdir()
-    (local_hooks / "post-mi-patient-view.toml").write_bytes(
-        (server_hooks / "post-mi-patient-view.toml").read_bytes()
+    (local_hooks / "post-mi-unplanned-visit-risk.toml").write_bytes(
+        (server_hooks / "post-mi-unplanned-visit-risk.toml").read_bytes()
     )
     env = {**env, "CDS_HOOKS_DIR": str(local_hooks)}
     assert runner.invoke(app, ["keys", "init"], env=env).exit_code == 0
