@@ -6,7 +6,8 @@ Everything here is hand-made synthetic data; nothing is computed at import time 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -290,3 +291,44 @@ FHIR = SimpleNamespace(
 def fhir() -> SimpleNamespace:
     """Builders for FHIR R4 JSON as EHRs send it, plus the code systems used in the specs."""
     return FHIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def debug_log_capture() -> Iterator[None]:
+    """With CDS_TEST_LOG_FILE set (the PHI sweep), log everything at DEBUG and record spans,
+    through the production logging configuration, into that file."""
+    path = os.environ.get("CDS_TEST_LOG_FILE")
+    if not path:
+        yield
+        return
+    import logging
+
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from cds_service.observability.logs import configure_logging
+    from cds_service.observability.traces import configure_tracing
+
+    stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed at session end)
+
+    class FileExporter:
+        def export(self, spans: Any) -> SpanExportResult:
+            for span in spans:
+                stream.write(span.to_json(indent=None) + "\n")
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            pass
+
+        def force_flush(self, timeout_millis: int = 0) -> bool:
+            return True
+
+    handler = configure_logging("DEBUG", stream)
+    configure_tracing(FileExporter())  # type: ignore[arg-type]
+    yield
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    if hasattr(provider, "force_flush"):
+        provider.force_flush()
+    logging.getLogger().removeHandler(handler)
+    stream.close()

@@ -26,7 +26,7 @@ from cds_service.cds_hooks.examples import (
     post_mi_case,
     searchset,
 )
-from tests.service.conftest import NOW, Service, running_service
+from tests.utils.service import NOW, Service, running_service
 
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "golden"
 UPDATE = os.environ.get("CDS_UPDATE_GOLDEN") == "1"

@@ -20,7 +20,7 @@ from cds_service.cds_hooks.prefetch import (
 )
 from cds_service.cds_hooks.schemas import parse_request
 from tests.cds_hooks.helpers import hook_definitions
-from tests.service.conftest import FHIR_BASE, NOW
+from tests.utils.service import FHIR_BASE, NOW
 
 HOOK = hook_definitions()["ed-admission-risk"]
 CASE = ed_case(NOW)

@@ -23,7 +23,7 @@ from cds_service.cli import ExitCode, app
 from cds_service.config import Settings
 from cds_service.main import create_app
 from cds_service.security.local_issuer import LOCAL_ISSUER
-from tests.service.server import ServerThread
+from tests.utils.server import ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = ROOT / "hooks"
@@ -189,7 +189,8 @@ def _renamed_hooks(directory: Path) -> Path:
     """Hook definitions whose ids say nothing (or the wrong thing) about their model."""
     directory.mkdir()
     renames = {
-        "post-mi-unplanned-visit-risk.toml": "cardiac-rehab-watch",  # post-MI model, no "post-mi" in id
+        # post-MI model, id without "post-mi"
+        "post-mi-unplanned-visit-risk.toml": "cardiac-rehab-watch",
         "ed-admission-risk.toml": "post-mi-lookalike",  # ED model, "post-mi" in id
     }
     for name, new_id in renames.items():
@@ -264,7 +265,7 @@ def test_demo_call_skips_a_service_without_a_local_hook_definition(
 
 
 def test_demo_call_to_a_closed_port_exits_5(runner: CliRunner, env: dict[str, str]) -> None:
-    from tests.service.server import free_port
+    from tests.utils.server import free_port
 
     assert runner.invoke(app, ["keys", "init"], env=env).exit_code == 0
     url = f"http://127.0.0.1:{free_port()}"

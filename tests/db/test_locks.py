@@ -13,7 +13,7 @@ from cds_service.db.engine import make_engine, upgrade
 from cds_service.db.locks import AdvisoryLock, session_lock, transaction_lock
 from cds_service.lifecycle.deployments import all_records, append_record
 from cds_service.monitoring.run import run_recent
-from tests.service.conftest import Database, new_database
+from tests.utils.service import Database, new_database
 
 RECORD = {
     "model_name": "ed-admission",

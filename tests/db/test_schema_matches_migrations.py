@@ -19,7 +19,7 @@ from sqlmodel import SQLModel
 
 import cds_service.db.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from cds_service.db.engine import upgrade
-from tests.service.conftest import BACKENDS, Database, new_database
+from tests.utils.service import BACKENDS, Database, new_database
 
 
 @pytest.fixture(params=BACKENDS)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from cds_service.db.engine import upgrade
 from cds_service.db.views import VIEWS
 from cds_service.paths import PROJECT_ROOT
-from tests.service.conftest import BACKENDS, Database, new_database
+from tests.utils.service import BACKENDS, Database, new_database
 
 DOCS = PROJECT_ROOT / "docs"
 RESULT_VIEWS = ("v_drift", "v_performance", "v_calibration", "v_subgroups")

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from tests.service.server import ServerThread
+from tests.utils.server import ServerThread
 
 FHIR_JSON = "application/fhir+json"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

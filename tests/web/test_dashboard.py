@@ -34,8 +34,8 @@ from cds_service.monitoring.run import run_monitoring
 from cds_service.security.local_issuer import generate_key, public_jwks, sign
 from cds_service.serving.registry import load_registry
 from cds_service.web.dashboard import queries
-from tests.service.conftest import BACKENDS, Database, make_settings, new_database
-from tests.service.server import ServerThread, free_port
+from tests.utils.server import ServerThread, free_port
+from tests.utils.service import BACKENDS, Database, make_settings, new_database
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "docs" / "images"

@@ -32,8 +32,8 @@ from cds_service.config import Settings
 from cds_service.main import create_app
 from cds_service.web.sessions import SessionStore
 from cds_service.web.smart import flow
-from tests.service.conftest import BACKENDS, NOW, Database, make_settings, new_database
-from tests.service.server import ServerThread, free_port
+from tests.utils.server import ServerThread, free_port
+from tests.utils.service import BACKENDS, NOW, Database, make_settings, new_database
 from tests.web.smart_servers import SmartEhr
 
 MI = "post-mi-unplanned-visit-risk"

@@ -20,7 +20,7 @@ from cds_service.web.smart.page import CONTENT_SECURITY_POLICY, document, error_
 from cds_service.web.smart.view import patient_queries
 from fhir_mappers.facts import normalize
 from fhir_mappers.spec import ModelSpec, load_spec
-from tests.service.conftest import NOW
+from tests.utils.service import NOW
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

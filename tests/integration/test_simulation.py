@@ -16,8 +16,8 @@ from cds_service.audit.spool import Spool
 from cds_service.audit.writer import AuditWriter
 from cds_service.main import create_app
 from cds_service.security.local_issuer import generate_key, public_jwks, sign
-from tests.service.conftest import BACKENDS, PUBLIC_BASE, make_settings, new_database
-from tests.service.server import ServerThread
+from tests.utils.server import ServerThread
+from tests.utils.service import BACKENDS, PUBLIC_BASE, make_settings, new_database
 
 ISS = "urn:cds-risk:simulator"
 

@@ -16,7 +16,7 @@ from cds_service.cds_hooks.examples import (
     post_mi_case,
     searchset,
 )
-from tests.service.conftest import FHIR_BASE, NOW, PUBLIC_BASE, Service
+from tests.utils.service import FHIR_BASE, NOW, PUBLIC_BASE, Service
 
 ED = "ed-admission-risk"
 ED_PV = "ed-admission-risk-patient-view"

@@ -13,8 +13,8 @@ import respx
 
 from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body
 from cds_service.main import create_app
-from tests.service.conftest import NOW, Database, make_settings, new_database, postgres_base_url
-from tests.service.server import ServerThread, TcpProxy
+from tests.utils.server import ServerThread, TcpProxy
+from tests.utils.service import NOW, Database, make_settings, new_database, postgres_base_url
 
 
 def _wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]

@@ -30,8 +30,8 @@ from schemathesis.config import SchemathesisConfig
 from cds_service.cds_hooks.examples import ed_case, ed_prefetch, mi_prefetch, post_mi_case
 from cds_service.main import create_app
 from cds_service.security.local_issuer import generate_key, public_jwks
-from tests.service.conftest import NOW, make_settings, new_database
-from tests.service.server import ServerThread
+from tests.utils.server import ServerThread
+from tests.utils.service import NOW, make_settings, new_database
 
 SEED = 20260314
 PID = "fz-pat-1"

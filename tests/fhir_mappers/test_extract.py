@@ -21,7 +21,7 @@ from fhir_mappers.extract import aggregate
 from fhir_mappers.resources import MAX_BUNDLE_DEPTH, iter_resources, outcome_messages
 from fhir_mappers.timeutil import ensure_utc, parse_fhir_datetime
 
-GOLDEN = Path(__file__).parent / "data" / "mappers"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mappers"
 INDEX = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 CET = timezone(timedelta(hours=1))
 NZDT = timezone(timedelta(hours=13))

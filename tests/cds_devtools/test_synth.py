@@ -19,7 +19,7 @@ import pytest
 
 from cds_devtools.synth import RESOURCE_TYPES, generate_cohort
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPEC_FILES = sorted((ROOT / "models").glob("*/features.toml"))
 FILES = [f"{rt}.ndjson" for rt in RESOURCE_TYPES] + ["manifest.json"]
 LOINC = "http://loinc.org"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from cds_service.cds_hooks.examples import FAMILY, MRN, ed_case, ed_prefetch, hook_body
-from tests.service.conftest import FHIR_BASE, NOW, Service, running_service
+from tests.utils.service import FHIR_BASE, NOW, Service, running_service
 
 ED = "ed-admission-risk"
 PID = "hx-pid-7f3k"

@@ -21,9 +21,9 @@ from cds_service.main import create_app
 from cds_service.security.local_issuer import generate_key, public_jwks, sign
 from cds_service.security.trusted_callers import load_trusted_callers
 from tests.conftest import REPO_ROOT
-from tests.service.conftest import FHIR_BASE, NOW, PUBLIC_BASE, Database, make_settings
-from tests.service.conftest import new_database as _new_database
-from tests.service.server import JwksServer, ServerThread
+from tests.utils.server import JwksServer, ServerThread
+from tests.utils.service import FHIR_BASE, NOW, PUBLIC_BASE, Database, make_settings
+from tests.utils.service import new_database as _new_database
 
 EHR = "https://ehr.example.org"
 RS = "https://rs-ehr.example.org"

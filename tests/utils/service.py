@@ -1,4 +1,4 @@
-"""Fixtures for end-to-end service tests: a real server on loopback, real SQLite/PostgreSQL
+"""Factories for end-to-end service tests: a real server on loopback, real SQLite/PostgreSQL
 databases, and a respx-mocked FHIR server at the HTTP layer."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from cds_service.config import Settings
 from cds_service.db.engine import make_engine, normalize_url
 from cds_service.main import create_app
-from tests.service.server import ServerThread
+from tests.utils.server import ServerThread
 
 # A fixed "now" at a non-UTC-looking time; cases are built relative to it.
 NOW = datetime(2026, 3, 14, 9, 30, 15, tzinfo=UTC)
@@ -108,52 +108,6 @@ class Service:
         return rows[0]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def debug_log_capture() -> Iterator[None]:
-    """With CDS_TEST_LOG_FILE set (the PHI sweep), log everything at DEBUG and record spans,
-    through the production logging configuration, into that file."""
-    path = os.environ.get("CDS_TEST_LOG_FILE")
-    if not path:
-        yield
-        return
-    import logging
-
-    from opentelemetry.sdk.trace.export import SpanExportResult
-
-    from cds_service.observability.logs import configure_logging
-    from cds_service.observability.traces import configure_tracing
-
-    stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed at session end)
-
-    class FileExporter:
-        def export(self, spans: Any) -> SpanExportResult:
-            for span in spans:
-                stream.write(span.to_json(indent=None) + "\n")
-            return SpanExportResult.SUCCESS
-
-        def shutdown(self) -> None:
-            pass
-
-        def force_flush(self, timeout_millis: int = 0) -> bool:
-            return True
-
-    handler = configure_logging("DEBUG", stream)
-    configure_tracing(FileExporter())  # type: ignore[arg-type]
-    yield
-    from opentelemetry import trace
-
-    provider = trace.get_tracer_provider()
-    if hasattr(provider, "force_flush"):
-        provider.force_flush()
-    logging.getLogger().removeHandler(handler)
-    stream.close()
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def running_service(backend: str, tmp: Path, **overrides: Any) -> Iterator[Service]:
     """A real server on a fresh database with a respx-mocked FHIR server (for fixtures)."""
     db = new_database(backend, tmp)
@@ -169,16 +123,3 @@ def running_service(backend: str, tmp: Path, **overrides: Any) -> Iterator[Servi
             svc.client.close()
     finally:
         db.close()
-
-
-@pytest.fixture(scope="module")
-def service(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    yield from running_service(backend, tmp_path_factory.mktemp(f"svc-{backend}"))
-
-
-@pytest.fixture()
-def svc(service: Service) -> Iterator[Service]:
-    """The module's service with a clean FHIR mock for this test."""
-    service.fhir.clear()
-    service.fhir.reset()
-    yield service

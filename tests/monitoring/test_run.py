@@ -37,7 +37,7 @@ from cds_service.monitoring.run import (
 )
 from cds_service.stats import BottomKSample, psi, reference_bins
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MODEL = "ed-admission"
 MANIFEST = json.loads((REPO / "models" / MODEL / "1.0.0" / "manifest.json").read_text())
 FEATURES: list[str] = MANIFEST["feature_names"]
@@ -47,7 +47,7 @@ SERVICE = "ed-admission-risk"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-# --- databases (the pattern of tests/service/conftest.py::new_database) ----------------------
+# --- databases (the pattern of tests/utils/service.py::new_database) ----------------------
 
 
 @dataclass

@@ -18,8 +18,8 @@ from joserfc import jwk
 from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body
 from cds_service.main import create_app
 from cds_service.security.local_issuer import generate_key, public_jwks, sign
-from tests.service.conftest import NOW, PUBLIC_BASE, make_settings, new_database
-from tests.service.server import ServerThread
+from tests.utils.server import ServerThread
+from tests.utils.service import NOW, PUBLIC_BASE, make_settings, new_database
 
 SANDBOX = "https://sandbox.cds-hooks.org"
 OTHER_ALLOWED = "https://ehr-app.hospital.example"

@@ -24,8 +24,8 @@ from cds_service.lifecycle.promotion import PromotionRefused, promote, rollback
 from cds_service.main import create_app
 from cds_service.training.train import train_model
 from tests.conftest import MODELS_DIR, REPO_ROOT
-from tests.service.conftest import BACKENDS, NOW, Database, make_settings, new_database
-from tests.service.server import ServerThread
+from tests.utils.server import ServerThread
+from tests.utils.service import BACKENDS, NOW, Database, make_settings, new_database
 
 MODEL = "ed-admission"
 

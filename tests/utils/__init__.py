@@ -1,0 +1,1 @@
+"""Test factories and servers shared by the test packages."""
