@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from fhir_mappers.concepts import coding_keys
 from fhir_mappers.facts import (
     EXCLUDED_CONDITION_VERIFICATION,
     EXCLUDED_ENCOUNTER_STATUSES,
-    _time,
-    coding_keys,
     condition_onset,
 )
 from fhir_mappers.spec import IndexSpec, LabelSpec, ModelSpec
+from fhir_mappers.timeutil import cached_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ def encounter_codes(res: dict[str, Any]) -> set[str]:
 
 def _encounter_start(res: dict[str, Any], warnings: Counter[str]) -> datetime | None:
     period = res.get("period")
-    return _time(period.get("start"), warnings) if isinstance(period, dict) else None
+    return cached_time(period.get("start"), warnings) if isinstance(period, dict) else None
 
 
 def _anchor(
@@ -59,7 +59,7 @@ def _anchor(
     if any(k.rsplit("|", 1)[-1] in EXCLUDED_CONDITION_VERIFICATION for k in verification):
         return None
     # the same onset rule as the days-since feature, so that day 14 is day 14
-    return _time(condition_onset(res), warnings)
+    return cached_time(condition_onset(res), warnings)
 
 
 def _representable(events: list[IndexEvent], margins: list[timedelta]) -> bool:

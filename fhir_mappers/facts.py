@@ -10,19 +10,20 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
+from fhir_mappers.concepts import coding_keys, malformed_concept, match_codes
 from fhir_mappers.spec import FeatureSpec, ModelSpec
-from fhir_mappers.timeutil import parse_fhir_datetime
-from fhir_mappers.units import DEFAULT_CONVERTER, UnitConverter, UnitError, quantity_unit
+from fhir_mappers.timeutil import cached_time, observation_time, parse_fhir_datetime
+from fhir_mappers.units import DEFAULT_CONVERTER, UnitConverter
+from fhir_mappers.values import node_value
 
 # FHIR R4 ObservationStatus: only results that exist count. `registered` has no result yet,
 # `cancelled` and `entered-in-error` must never feed a prediction.
 COUNTED_OBSERVATION_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
 EXCLUDED_ENCOUNTER_STATUSES = frozenset({"cancelled", "entered-in-error", "planned", "unknown"})
 EXCLUDED_CONDITION_VERIFICATION = frozenset({"entered-in-error", "refuted"})
-COMPARATORS = frozenset({"<", "<=", ">=", ">", "ad"})
 
 
 class Fact(NamedTuple):
@@ -94,129 +95,6 @@ def compile_spec(spec: ModelSpec) -> CompiledSpec:
     return compiled
 
 
-def coding_keys(concept: Any) -> list[str]:
-    """``system|code`` for every coding of a CodeableConcept (or a bare Coding)."""
-    if not isinstance(concept, dict):
-        return []
-    codings = concept.get("coding")
-    if codings is None and "code" in concept:
-        codings = [concept]
-    if not isinstance(codings, list):
-        return []
-    return [
-        f"{c.get('system', '')}|{c.get('code', '')}"
-        for c in codings
-        if isinstance(c, dict) and isinstance(c.get("code"), str)
-    ]
-
-
-_TIME_CACHE: dict[str, tuple[datetime, bool] | None] = {}
-_MISS: tuple[datetime, bool] = (datetime.min.replace(tzinfo=UTC), False)
-_TIME_CACHE_MAX = 50_000
-
-
-def _time(value: Any, warnings: Counter[str]) -> datetime | None:
-    """Parse with a bounded cache: a prefetch repeats the same few timestamps many times."""
-    if type(value) is not str:
-        return None
-    hit = _TIME_CACHE.get(value, _MISS)
-    if hit is _MISS:
-        parsed = parse_fhir_datetime(value)
-        hit = None if parsed is None else (parsed.value, parsed.naive)
-        if len(_TIME_CACHE) >= _TIME_CACHE_MAX:
-            _TIME_CACHE.clear()
-        _TIME_CACHE[value] = hit
-    if hit is None:
-        return None
-    if hit[1]:
-        warnings["timestamp_without_offset"] += 1
-    return hit[0]
-
-
-def observation_time(obs: dict[str, Any], warnings: Counter[str]) -> datetime | None:
-    """When the observation was clinically true; ``issued`` only when no effective[x] exists."""
-    for key in ("effectiveDateTime", "effectiveInstant"):
-        if key in obs:
-            return _time(obs[key], warnings)
-    period = obs.get("effectivePeriod")
-    if isinstance(period, dict):
-        return _time(period.get("end") or period.get("start"), warnings)
-    if "issued" in obs:
-        warnings["time_from_issued"] += 1
-        return _time(obs["issued"], warnings)
-    return None
-
-
-def _unitless(feat: FeatureSpec) -> bool:
-    return feat.unit is None or feat.unit == "1" or feat.unit.startswith("{")
-
-
-def _node_value(
-    node: dict[str, Any], feat: FeatureSpec, converter: UnitConverter
-) -> tuple[float | None, str | None]:
-    """The value of an Observation or component for one feature, or why there is none."""
-    if feat.aggregation in ("count", "days_since") and not feat.unit and not feat.value_map:
-        return _presence_value(node)
-    quantity = node.get("valueQuantity")
-    if isinstance(quantity, dict):
-        return _quantity_value(quantity, feat, converter)
-    if "valueInteger" in node:
-        return _integer_value(node["valueInteger"], feat)
-    concept = node.get("valueCodeableConcept")
-    if concept is not None:
-        return _coded_value(concept, feat)
-    if "dataAbsentReason" in node:
-        return None, "data absent"
-    return None, "no value"
-
-
-def _presence_value(node: dict[str, Any]) -> tuple[float | None, str | None]:
-    """Counted features only ask whether a measurement was made, not what it said."""
-    if "dataAbsentReason" in node and not any(k.startswith("value") for k in node):
-        return None, "data absent"
-    return 1.0, None
-
-
-def _quantity_value(
-    quantity: dict[str, Any], feat: FeatureSpec, converter: UnitConverter
-) -> tuple[float | None, str | None]:
-    raw = quantity.get("value")
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        return None, "malformed value"
-    comparator = quantity.get("comparator")
-    if comparator is not None and comparator not in COMPARATORS:
-        return None, "malformed comparator"
-    unit = quantity_unit(quantity)
-    if unit is None:
-        if not _unitless(feat):
-            return None, "unit missing or not UCUM"
-        return float(raw), None
-    if feat.unit is None:
-        return None, "feature has no canonical unit"
-    try:
-        value = converter.convert(float(raw), unit, feat.unit, feat.molar_mass)
-    except UnitError:
-        return None, f"unit not convertible ({unit[:20]})"
-    return value, ("comparator" if comparator else None)
-
-
-def _integer_value(raw: Any, feat: FeatureSpec) -> tuple[float | None, str | None]:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        return None, "malformed value"
-    if not _unitless(feat):
-        return None, "integer without unit"
-    return float(raw), None
-
-
-def _coded_value(concept: Any, feat: FeatureSpec) -> tuple[float | None, str | None]:
-    if not feat.value_map:
-        return None, "coded value for a numeric feature"
-    for key in coding_keys(concept):
-        if key in feat.value_map:
-            return feat.value_map[key], None
-    return None, "coded value not in value_map"
-
-
 def _add(
     out: PatientFacts,
     index: int,
@@ -250,43 +128,13 @@ def _warning_key(reason: str) -> str:
     return head.replace(" ", "_").replace("-", "_")
 
 
-def _malformed_concept(concept: Any) -> bool:
-    """A CodeableConcept (or Coding) that is present but not shaped like one: counted, not read."""
-    if concept is None:
-        return False
-    if type(concept) is not dict:
-        return True
-    codings = concept.get("coding")
-    return codings is not None and (
-        type(codings) is not list or any(type(c) is not dict for c in codings)
-    )
-
-
-def _match_codes(concept: Any, lookup: dict[str, dict[str, tuple[int, ...]]]) -> tuple[int, ...]:
-    """Feature indices whose codes appear among a CodeableConcept's codings (hot path)."""
-    if type(concept) is not dict:
-        return ()
-    codings = concept.get("coding")
-    if type(codings) is not list:
-        return ()
-    found: tuple[int, ...] = ()
-    for coding in codings:
-        if type(coding) is dict:
-            by_code = lookup.get(str(coding.get("system", "")))
-            if by_code is not None:
-                hit = by_code.get(str(coding.get("code")))
-                if hit is not None:
-                    found = hit if not found else tuple(sorted(set(found + hit)))
-    return found
-
-
 def _malformed_observation(code: Any, components: Any) -> bool:
-    if _malformed_concept(code):
+    if malformed_concept(code):
         return True
     if components is None:
         return False
     return type(components) is not list or any(
-        type(c) is not dict or _malformed_concept(c.get("code")) for c in components
+        type(c) is not dict or malformed_concept(c.get("code")) for c in components
     )
 
 
@@ -294,11 +142,11 @@ def _matched_nodes(
     res: dict[str, Any], code: Any, components: Any, lookup: dict[str, dict[str, tuple[int, ...]]]
 ) -> list[tuple[int, dict[str, Any]]]:
     """(feature index, node) for the resource's own code and each of its components' codes."""
-    matched: list[tuple[int, dict[str, Any]]] = [(idx, res) for idx in _match_codes(code, lookup)]
+    matched: list[tuple[int, dict[str, Any]]] = [(idx, res) for idx in match_codes(code, lookup)]
     if type(components) is list:
         for comp in components:
             if type(comp) is dict:
-                matched.extend((idx, comp) for idx in _match_codes(comp.get("code"), lookup))
+                matched.extend((idx, comp) for idx in match_codes(comp.get("code"), lookup))
     return matched
 
 
@@ -338,7 +186,7 @@ def _observation(
         if idx in done:
             continue
         done.add(idx)
-        value, why = _node_value(node, features[idx], converter)
+        value, why = node_value(node, features[idx], converter)
         if why is None and value is not None and when is not None and math.isfinite(value):
             out.facts[idx].append(Fact(when, ref, value))
         else:
@@ -354,11 +202,11 @@ def _encounter_keys(res: dict[str, Any], out: PatientFacts) -> set[str]:
             keys.update(coding_keys(concept))
     types = res.get("type")
     if type(klass) is list:
-        class_malformed = any(map(_malformed_concept, klass))
+        class_malformed = any(map(malformed_concept, klass))
     else:
-        class_malformed = _malformed_concept(klass)
+        class_malformed = malformed_concept(klass)
     types_malformed = types is not None and (
-        type(types) is not list or any(map(_malformed_concept, types))
+        type(types) is not list or any(map(malformed_concept, types))
     )
     if class_malformed or types_malformed:
         out.warnings["malformed_resource"] += 1
@@ -394,7 +242,7 @@ def _encounter(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -
         out.warnings["status_not_counted"] += 1
         return
     period = res.get("period")
-    when = _time(period.get("start"), out.warnings) if isinstance(period, dict) else None
+    when = cached_time(period.get("start"), out.warnings) if isinstance(period, dict) else None
     for idx in hits:
         feat = spec.features[idx]
         if feat.attribute is None:
@@ -416,7 +264,7 @@ def condition_onset(res: dict[str, Any]) -> Any:
 
 def _condition(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -> None:
     lookup = compiled.condition_codes
-    if _malformed_concept(res.get("code")):
+    if malformed_concept(res.get("code")):
         out.warnings["malformed_resource"] += 1
     hits = sorted({i for key in coding_keys(res.get("code")) for i in lookup.get(key, ())})
     if not hits:
@@ -427,7 +275,7 @@ def _condition(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -
             out.notes[idx]["condition refuted or entered in error"] += 1
         out.warnings["status_not_counted"] += 1
         return
-    when = _time(condition_onset(res), out.warnings)
+    when = cached_time(condition_onset(res), out.warnings)
     ref = f"Condition/{res.get('id', '?')}"
     for idx in hits:
         _add(out, idx, when, 1.0, None, ref)

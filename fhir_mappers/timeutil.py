@@ -8,7 +8,9 @@ feature window is never silently shifted by the server's local zone.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 _DURATION = re.compile(
     r"^(?P<sign>-)?P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
@@ -86,3 +88,41 @@ def ensure_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("index time must be timezone-aware")
     return moment.astimezone(UTC)
+
+
+# Parsing with a bounded cache, for the mapper's hot path.
+_TIME_CACHE: dict[str, tuple[datetime, bool] | None] = {}
+_MISS: tuple[datetime, bool] = (datetime.min.replace(tzinfo=UTC), False)
+_TIME_CACHE_MAX = 50_000
+
+
+def cached_time(value: Any, warnings: Counter[str]) -> datetime | None:
+    """Parse with a bounded cache: a prefetch repeats the same few timestamps many times."""
+    if type(value) is not str:
+        return None
+    hit = _TIME_CACHE.get(value, _MISS)
+    if hit is _MISS:
+        parsed = parse_fhir_datetime(value)
+        hit = None if parsed is None else (parsed.value, parsed.naive)
+        if len(_TIME_CACHE) >= _TIME_CACHE_MAX:
+            _TIME_CACHE.clear()
+        _TIME_CACHE[value] = hit
+    if hit is None:
+        return None
+    if hit[1]:
+        warnings["timestamp_without_offset"] += 1
+    return hit[0]
+
+
+def observation_time(obs: dict[str, Any], warnings: Counter[str]) -> datetime | None:
+    """When the observation was clinically true; ``issued`` only when no effective[x] exists."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in obs:
+            return cached_time(obs[key], warnings)
+    period = obs.get("effectivePeriod")
+    if isinstance(period, dict):
+        return cached_time(period.get("end") or period.get("start"), warnings)
+    if "issued" in obs:
+        warnings["time_from_issued"] += 1
+        return cached_time(obs["issued"], warnings)
+    return None
