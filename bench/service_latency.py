@@ -178,8 +178,8 @@ def prepare(tmp: Path, port: int, shadow: bool) -> tuple[dict[str, str], object]
     if shadow:
         # A byte-identical copy under another version: the cost of shadow scoring, not its value.
         shutil.copytree(models / "ed-admission" / "1.0.0", models / "ed-admission" / "1.0.0-shadow")
+        from cds_service.db.deployments import append_record
         from cds_service.db.engine import make_engine, upgrade
-        from cds_service.lifecycle.deployments import append_record
 
         url = env.get("CDS_DATABASE_URL") or f"sqlite:///{tmp}/cds.sqlite3"
         engine = make_engine(url)

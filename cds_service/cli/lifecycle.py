@@ -37,7 +37,7 @@ def promote(
     ] = None,
 ) -> None:
     """Run the validation gate and record a deployment of MODEL VERSION."""
-    from cds_service.lifecycle.deployments import ENVIRONMENTS, ROLES
+    from cds_service.db.deployments import ENVIRONMENTS, ROLES
     from cds_service.lifecycle.promotion import PromotionRefused
     from cds_service.lifecycle.promotion import promote as do_promote
 
@@ -109,7 +109,7 @@ def retire(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the hash chain of the deployment records."""
-    from cds_service.lifecycle.deployments import all_records, verify_chain
+    from cds_service.db.deployments import all_records, verify_chain
 
     eng = engine()
     problems = verify_chain(eng)

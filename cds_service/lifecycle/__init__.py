@@ -2,7 +2,7 @@
 deployment records (the running service derives what it serves from them), and outcomes derived
 from a later FHIR export so monitoring can measure performance."""
 
-from cds_service.lifecycle.deployments import (
+from cds_service.db.deployments import (
     ENVIRONMENTS,
     ROLES,
     ModelState,

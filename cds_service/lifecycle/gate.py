@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from cds_service.lifecycle.deployments import predictions_in_environment
+from cds_service.db.deployments import predictions_in_environment
 from cds_service.serving.model_runtime import LoadedModel, load_model
 from cds_service.stats import binary_metrics, feature_subgroup_masks
 from cds_service.training.config import load_training_config

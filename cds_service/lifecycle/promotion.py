@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from cds_service.lifecycle.deployments import all_records, append_record, current_state
+from cds_service.db.deployments import all_records, append_record, current_state
 from cds_service.lifecycle.gate import evaluate
 from cds_service.serving.model_runtime import load_model
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.lifecycle.deployments import all_records, current_state
+from cds_service.db.deployments import all_records, current_state
 from cds_service.serving.hook_defs import HookDefinition, load_hook_definitions
 from cds_service.serving.model_runtime import LoadedModel, ModelLoadError, load_model
 from fhir_mappers.spec import ModelSpec, SpecError, load_spec

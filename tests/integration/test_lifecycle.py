@@ -18,8 +18,8 @@ import sqlalchemy as sa
 
 from cds_devtools.synth import generate_cohort
 from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body
+from cds_service.db.deployments import all_records, verify_chain
 from cds_service.db.tables import CardAudit
-from cds_service.lifecycle.deployments import all_records, verify_chain
 from cds_service.lifecycle.promotion import PromotionRefused, promote, rollback
 from cds_service.main import create_app
 from cds_service.training.train import train_model

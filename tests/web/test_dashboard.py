@@ -27,8 +27,8 @@ from cds_devtools.synth import BASE_TIME
 from cds_service.audit.spool import Spool
 from cds_service.audit.writer import AuditWriter
 from cds_service.config import Settings
+from cds_service.db.deployments import append_record
 from cds_service.db.engine import upgrade
-from cds_service.lifecycle.deployments import append_record
 from cds_service.main import create_app
 from cds_service.monitoring.run import run_monitoring
 from cds_service.security.local_issuer import generate_key, public_jwks, sign

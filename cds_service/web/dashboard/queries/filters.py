@@ -10,11 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from cds_service.db.deployments import ENVIRONMENTS
 from cds_service.db.views import (
     V_CARDS,
     V_DEPLOYMENTS,
 )
-from cds_service.lifecycle.deployments import ENVIRONMENTS
 from cds_service.serving.registry import Registry
 from fhir_mappers.timeutil import as_utc
 
