@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from fhir.resources.R4B.operationoutcome import OperationOutcome, OperationOutcomeIssue
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,16 +38,18 @@ class ServiceError(Exception):
 
 
 def outcome(status: int, message: str) -> dict[str, Any]:
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {
-                "severity": "error",
-                "code": ISSUE_CODES.get(status, "processing"),
-                "diagnostics": message,
-            }
-        ],
-    }
+    """The OperationOutcome body, built and validated as a FHIR R4 resource (fhir.resources)."""
+    resource = OperationOutcome(
+        issue=[
+            OperationOutcomeIssue(
+                severity="error",
+                code=ISSUE_CODES.get(status, "processing"),
+                diagnostics=message,
+            )
+        ]
+    )
+    body: dict[str, Any] = resource.model_dump(mode="json", exclude_none=True)
+    return body
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

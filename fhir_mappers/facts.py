@@ -264,7 +264,7 @@ def condition_onset(res: dict[str, Any]) -> Any:
 
 def _condition(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -> None:
     lookup = compiled.condition_codes
-    if malformed_concept(res.get("code")):
+    if malformed_concept(res.get("code")) or malformed_concept(res.get("verificationStatus")):
         out.warnings["malformed_resource"] += 1
     hits = sorted({i for key in coding_keys(res.get("code")) for i in lookup.get(key, ())})
     if not hits:

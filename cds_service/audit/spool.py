@@ -41,13 +41,6 @@ class Spool:
             self.directory.glob("replaying-*.jsonl")
         )
 
-    def pending_rows(self) -> int:
-        total = 0
-        for path in self.pending_files():
-            with path.open("rb") as handle:
-                total += sum(1 for line in handle if line.strip())
-        return total
-
     def replay(self, write: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]]) -> int:
         """Move each spool file aside, write its rows, delete it; on failure keep it for later."""
         replayed = 0
