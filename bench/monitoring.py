@@ -293,7 +293,7 @@ def load_postgres(url: str, data: Iterator[Any]) -> int:
 
 def child(args: argparse.Namespace) -> None:
     """Run the monitor once and print its figures as JSON (stdout's last line)."""
-    from cds_service.monitoring.run import run_monitoring
+    from cds_service.monitoring import run_monitoring
 
     engine = make_engine(args.url)
     t0 = time.perf_counter()

@@ -196,7 +196,7 @@ def run_simulation(
         if client is None:
             http.close()
     report.outcomes = derive_outcomes(engine, writer, models_dir, export, pseudonym_key)
-    from cds_service.monitoring.run import Thresholds, run_monitoring
+    from cds_service.monitoring import Thresholds, run_monitoring
 
     monitor = run_monitoring(
         engine,

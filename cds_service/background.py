@@ -71,7 +71,7 @@ class _Monitor:
         self._engine = engine
 
     async def __call__(self) -> None:
-        from cds_service.monitoring.run import run_recent
+        from cds_service.monitoring import run_recent
 
         try:
             await anyio.to_thread.run_sync(

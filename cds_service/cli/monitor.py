@@ -22,7 +22,7 @@ def monitor(
     into SQL; threshold breaches become alerts."""
     from datetime import UTC, datetime, timedelta
 
-    from cds_service.monitoring.run import recent_windows, run_monitoring
+    from cds_service.monitoring import recent_windows, run_monitoring
 
     now = datetime.fromisoformat(until) if until else datetime.now(UTC)
     if now.tzinfo is None:

@@ -122,7 +122,25 @@ class MonitoringRun(SQLModel, table=True):
     parameters: str = Field(sa_type=sa.Text)
 
 
-class MonitoringResult(SQLModel, table=True):
+class _WindowFigure(SQLModel):
+    """What a monitoring result and an alert share: the run, the model version and where it
+    served, the window, and which figure of which input and subgroup."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=36, index=True)
+    service_id: str = Field(max_length=128)
+    model_name: str = Field(max_length=128)
+    model_version: str = Field(max_length=64)
+    environment: str = Field(max_length=16)
+    window_start: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    window_end: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    metric: str = Field(max_length=64)
+    feature: str = Field(default="", max_length=128, sa_column_kwargs=_EMPTY_DEFAULT)
+    subgroup: str = Field(default="", max_length=64, sa_column_kwargs=_EMPTY_DEFAULT)
+    value: float | None = None
+
+
+class MonitoringResult(_WindowFigure, table=True):
     __tablename__ = "monitoring_results"
     __table_args__ = (
         sa.Index(
@@ -135,39 +153,15 @@ class MonitoringResult(SQLModel, table=True):
         ),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: str = Field(max_length=36, index=True)
-    service_id: str = Field(max_length=128)
-    model_name: str = Field(max_length=128)
-    model_version: str = Field(max_length=64)
-    environment: str = Field(max_length=16)
     role: str = Field(max_length=16)
-    window_start: datetime = Field(sa_type=sa.DateTime(timezone=True))
-    window_end: datetime = Field(sa_type=sa.DateTime(timezone=True))
-    metric: str = Field(max_length=64)
-    feature: str = Field(default="", max_length=128, sa_column_kwargs=_EMPTY_DEFAULT)
-    subgroup: str = Field(default="", max_length=64, sa_column_kwargs=_EMPTY_DEFAULT)
-    value: float | None = None
     n: int
     details: str = Field(default="{}", sa_type=sa.Text, sa_column_kwargs={"server_default": "{}"})
 
 
-class Alert(SQLModel, table=True):
+class Alert(_WindowFigure, table=True):
     __tablename__ = "alerts"
 
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: str = Field(max_length=36, index=True)
     created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
-    service_id: str = Field(max_length=128)
-    model_name: str = Field(max_length=128)
-    model_version: str = Field(max_length=64)
-    environment: str = Field(max_length=16)
-    window_start: datetime = Field(sa_type=sa.DateTime(timezone=True))
-    window_end: datetime = Field(sa_type=sa.DateTime(timezone=True))
-    metric: str = Field(max_length=64)
-    feature: str = Field(default="", max_length=128, sa_column_kwargs=_EMPTY_DEFAULT)
-    subgroup: str = Field(default="", max_length=64, sa_column_kwargs=_EMPTY_DEFAULT)
-    value: float | None = None
     threshold: float | None = None
     severity: str = Field(max_length=16)
     message: str = Field(sa_type=sa.Text)

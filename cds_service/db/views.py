@@ -25,6 +25,7 @@ __all__ = [
     "V_OUTCOMES",
     "V_PERFORMANCE",
     "V_SUBGROUPS",
+    "shadow_live_pairing",
 ]
 
 _TS = sa.DateTime(timezone=True)
@@ -192,3 +193,14 @@ VIEWS: dict[str, sa.TableClause] = {
         V_ALERTS,
     )
 }
+
+
+def shadow_live_pairing(shadow: sa.FromClause, live: sa.FromClause) -> sa.ColumnElement[bool]:
+    """A shadow row pairs with the live card of the same hook call: the one rule that monitoring
+    (over ``card_audit``) and the dashboard (over ``v_cards``) both use."""
+    return sa.and_(
+        live.c.hook_instance == shadow.c.hook_instance,
+        live.c.service_id == shadow.c.service_id,
+        live.c.environment == shadow.c.environment,
+        live.c.role == "live",
+    )

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cds_service.db.tables import Alert, CardAudit, CardFeedback, Outcome
+from cds_service.db.views import shadow_live_pairing
 
 CARDS: sa.Table = CardAudit.__table__  # type: ignore[attr-defined]
 FEEDBACK: sa.Table = CardFeedback.__table__  # type: ignore[attr-defined]
@@ -99,12 +100,7 @@ def shadow_pairs(start: datetime, end: datetime) -> sa.Select[Any]:
         .select_from(
             s.join(
                 live,
-                sa.and_(
-                    live.c.hook_instance == s.c.hook_instance,
-                    live.c.service_id == s.c.service_id,
-                    live.c.environment == s.c.environment,
-                    live.c.role == "live",
-                ),
+                shadow_live_pairing(s, live),
             )
         )
         .where(s.c.role == "shadow", _in_window(s, start, end))

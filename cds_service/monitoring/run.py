@@ -34,30 +34,14 @@ from cds_service.monitoring import queries as q
 from cds_service.monitoring.accumulate import WindowAccumulator, split_by_group
 from cds_service.monitoring.alerts import AlertBook
 from cds_service.monitoring.context import ModelContext, load_context
-from cds_service.monitoring.report import AlertRecord, GroupKey, MonitorReport
+from cds_service.monitoring.report import GroupKey, MonitorReport
 from cds_service.monitoring.results import WindowResults, details_json
-from cds_service.monitoring.thresholds import KS_SAMPLE_SIZE, PERFORMANCE_METRICS, Thresholds
+from cds_service.monitoring.thresholds import KS_SAMPLE_SIZE, Thresholds
 from cds_service.monitoring.windows import (
-    parse_duration,
-    recent_windows,
     split_windows,
     utc_aware,
 )
 from cds_service.stats import PSI_EPSILON, SAMPLE_SEED
-
-# Kept importable from here: other packages import them from this module (and run_recent,
-# through __getattr__ below).
-__all__ = [
-    "KS_SAMPLE_SIZE",
-    "PERFORMANCE_METRICS",
-    "AlertRecord",
-    "GroupKey",
-    "MonitorReport",
-    "Thresholds",
-    "parse_duration",
-    "recent_windows",
-    "run_monitoring",
-]
 
 log = logging.getLogger("cds_service.monitoring.run")
 
@@ -277,12 +261,3 @@ def run_monitoring(
         report.elapsed_seconds,
     )
     return report
-
-
-def __getattr__(name: str) -> Any:
-    """``run_recent`` lives in monitoring.schedule (it imports this module)."""
-    if name == "run_recent":
-        from cds_service.monitoring.schedule import run_recent
-
-        return run_recent
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

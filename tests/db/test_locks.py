@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from cds_service.db.deployments import all_records, append_record
 from cds_service.db.engine import make_engine, upgrade
 from cds_service.db.locks import AdvisoryLock, session_lock, transaction_lock
-from cds_service.monitoring.run import run_recent
+from cds_service.monitoring import run_recent
 from tests.utils.service import Database, new_database
 
 RECORD = {

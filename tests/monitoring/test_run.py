@@ -26,8 +26,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from cds_service.db.engine import make_engine, normalize_url, upgrade
 from cds_service.db.tables import CardAudit, CardFeedback, Outcome
-from cds_service.monitoring.accumulate import feature_matrix
-from cds_service.monitoring.run import (
+from cds_service.monitoring import (
     MonitorReport,
     Thresholds,
     parse_duration,
@@ -35,6 +34,7 @@ from cds_service.monitoring.run import (
     run_monitoring,
     run_recent,
 )
+from cds_service.monitoring.accumulate import feature_matrix
 from cds_service.stats import BottomKSample, psi, reference_bins
 
 REPO = Path(__file__).resolve().parents[2]

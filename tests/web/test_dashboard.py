@@ -30,7 +30,7 @@ from cds_service.config import Settings
 from cds_service.db.deployments import append_record
 from cds_service.db.engine import upgrade
 from cds_service.main import create_app
-from cds_service.monitoring.run import run_monitoring
+from cds_service.monitoring import run_monitoring
 from cds_service.security.local_issuer import generate_key, public_jwks, sign
 from cds_service.serving.registry import load_registry
 from cds_service.web.dashboard import queries

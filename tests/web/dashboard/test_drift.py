@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.monitoring.run import Thresholds
+from cds_service.monitoring import Thresholds
 from cds_service.web.dashboard.panels import drift
 
 

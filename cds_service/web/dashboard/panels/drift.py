@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from cds_service.monitoring.run import Thresholds
+from cds_service.monitoring import Thresholds
 from cds_service.web.dashboard import grids
 from cds_service.web.dashboard.grids import Cell
 from cds_service.web.dashboard.layout import length_label, panel

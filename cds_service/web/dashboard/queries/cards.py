@@ -15,6 +15,7 @@ from cds_service.db.views import (
     V_DAILY_VOLUME,
     V_FEEDBACK,
     V_OUTCOMES,
+    shadow_live_pairing,
 )
 from cds_service.serving.hook_defs import HookDefinition
 from cds_service.web.dashboard.queries.filters import (
@@ -268,15 +269,7 @@ def shadow_comparison(conn: Connection, f: Filters) -> Shadow:
     bounded sample of (live, shadow) risk pairs for a scatter plot. ``model_version`` selects the
     shadow version when it is one."""
     s, live = V_CARDS.alias("s"), V_CARDS.alias("l")
-    join = s.join(
-        live,
-        sa.and_(
-            live.c.hook_instance == s.c.hook_instance,
-            live.c.service_id == s.c.service_id,
-            live.c.environment == s.c.environment,
-            live.c.role == "live",
-        ),
-    )
+    join = s.join(live, shadow_live_pairing(s, live))
     conds = [
         s.c.role == "shadow",
         s.c.service_id == f.service_id,

@@ -15,6 +15,7 @@ from cds_service.db.views import (
     V_PERFORMANCE,
     V_SUBGROUPS,
 )
+from cds_service.monitoring import PERFORMANCE_METRICS as MONITORED_PERFORMANCE
 from cds_service.serving.hook_defs import HookDefinition
 from cds_service.serving.registry import Registry
 from cds_service.web.dashboard.queries.cards import (
@@ -45,17 +46,8 @@ from cds_service.web.dashboard.queries.monitoring import (
 from cds_service.web.dashboard.queries.trail import AlertItem, DeploymentItem, alerts, deployments
 
 DRIFT_METRICS = ("psi", "ks_statistic", "ks_pvalue", "prediction_psi", "reference_too_small")
-PERFORMANCE_METRICS = (
-    "auroc",
-    "auprc",
-    "brier",
-    "calibration_intercept",
-    "calibration_slope",
-    "ece",
-    "outcomes",
-    "prevalence",
-    "volume",
-)
+# The monitor's performance figures plus the counts it stores beside them (one list, not two).
+PERFORMANCE_METRICS = (*MONITORED_PERFORMANCE, "outcomes", "volume")
 SUBGROUP_METRICS = ("volume", "alert_rate", "outcomes", "prevalence", "auroc", "brier")
 
 
