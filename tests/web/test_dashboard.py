@@ -34,11 +34,11 @@ from cds_service.monitoring import run_monitoring
 from cds_service.security.local_issuer import generate_key, public_jwks, sign
 from cds_service.serving.registry import load_registry
 from cds_service.web.dashboard import queries
+from tests.utils.screenshots import screenshot_dir
 from tests.utils.server import ServerThread, free_port
 from tests.utils.service import BACKENDS, Database, make_settings, new_database
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = REPO / "docs" / "images"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -311,7 +311,9 @@ def pseudonyms(world: World) -> list[str]:
 # --- in a real browser ------------------------------------------------------------------------
 
 
-def test_quality_team_signs_in_and_sees_a_simulated_month(world: World, browser: Any) -> None:
+def test_quality_team_signs_in_and_sees_a_simulated_month(
+    world: World, browser: Any, tmp_path: Path
+) -> None:
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     page = context.new_page()
     try:
@@ -356,10 +358,10 @@ def test_quality_team_signs_in_and_sees_a_simulated_month(world: World, browser:
         assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
         assert cookie["path"] == "/dashboard" and not cookie["secure"]
         if world.backend == "sqlite":
-            IMAGES.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(IMAGES / "dashboard.png"), full_page=True)
-            page.locator("#drift").screenshot(path=str(IMAGES / "dashboard-drift.png"))
-            page.locator("#shadow").screenshot(path=str(IMAGES / "dashboard-shadow.png"))
+            images = screenshot_dir(tmp_path)
+            page.screenshot(path=str(images / "dashboard.png"), full_page=True)
+            page.locator("#drift").screenshot(path=str(images / "dashboard-drift.png"))
+            page.locator("#shadow").screenshot(path=str(images / "dashboard-shadow.png"))
         # Sign out: the next visit goes to the provider again.
         page.get_by_role("button", name="Sign out").click()
         assert page.get_by_text("You are signed out").is_visible()

@@ -32,6 +32,7 @@ from cds_service.config import Settings
 from cds_service.main import create_app
 from cds_service.web.sessions import SessionStore
 from cds_service.web.smart import flow
+from tests.utils.screenshots import screenshot_dir
 from tests.utils.server import ServerThread, free_port
 from tests.utils.service import BACKENDS, NOW, Database, make_settings, new_database
 from tests.web.smart_servers import SmartEhr
@@ -39,8 +40,6 @@ from tests.web.smart_servers import SmartEhr
 MI = "post-mi-unplanned-visit-risk"
 ED = "ed-admission-risk-patient-view"
 CLIENT_ID = "cds-risk-smart-app"
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO / "docs" / "images" / "smart-app.png"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -171,7 +170,7 @@ def handle_of(url: str) -> str:
 # --- the clinician's path in a real browser ---------------------------------------------------
 
 
-def test_ehr_launch_in_browser_renders_and_stores_dismissal(s: Smart) -> None:
+def test_ehr_launch_in_browser_renders_and_stores_dismissal(s: Smart, tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed")
     from playwright.sync_api import sync_playwright
@@ -202,7 +201,7 @@ def test_ehr_launch_in_browser_renders_and_stores_dismissal(s: Smart) -> None:
             assert "UTC" in page.locator("#factors table").inner_text()
             link = page.locator("#model a")
             assert link.get_attribute("href") == f"{s.url}/models/post-mi-unplanned-visit/1.0.0"
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.screenshot(path=str(screenshot_dir(tmp_path) / "smart-app.png"), full_page=True)
             html = page.content()
 
             page.check("input[name=reason][value=disagree]")
