@@ -22,12 +22,17 @@ PURGE_SECONDS = 300
 
 
 async def _every(seconds: float, stop: anyio.Event, work: Callable[[], Awaitable[None]]) -> None:
+    """Run ``work`` every ``seconds`` until stopped; a failure is logged and the loop goes on, so
+    one loop's error never stops the others (they share the lifespan's task group)."""
     while not stop.is_set():
         with anyio.move_on_after(seconds):
             await stop.wait()
         if stop.is_set():
             break
-        await work()
+        try:
+            await work()
+        except Exception as exc:
+            log.error("background task failed, retried next round: %s", type(exc).__name__)
 
 
 def start_background(tg: TaskGroup, st: ServiceState, engine: Engine, stop: anyio.Event) -> None:

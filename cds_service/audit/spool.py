@@ -3,10 +3,16 @@
 A card is never withheld because the database is down, and its audit row is never lost: it is
 appended to a per-process JSON-lines file and fsynced before the response leaves, then replayed
 into the database (idempotently, keyed by primary key or unique constraint) when it is back.
+
+Several worker processes share one spool folder, so every file is claimed under an exclusive
+``flock``: an appender holds it while it writes, a replayer for the whole replay (and skips a file
+someone else holds). Both check after locking that the path still names the inode they locked, so
+a row is never appended to a file that a replayer has already read and is about to delete.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
@@ -29,12 +35,17 @@ class Spool:
     def append(self, table: str, row: dict[str, Any]) -> None:
         line = orjson.dumps({"table": table, "row": row}) + b"\n"
         with self._lock:
-            fd = os.open(self._current(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            while True:
+                fd = os.open(self._current(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    if _still_at(fd, self._current()):
+                        os.write(fd, line)
+                        os.fsync(fd)
+                        return
+                finally:
+                    os.close(fd)  # also releases the lock
+                # a replayer renamed the file while we waited: append to a fresh one
 
     def pending_files(self) -> list[Path]:
         return sorted(self.directory.glob("audit-*.jsonl")) + sorted(
@@ -42,34 +53,47 @@ class Spool:
         )
 
     def replay(self, write: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]]) -> int:
-        """Move each spool file aside, write its rows, delete it; on failure keep it for later."""
+        """Claim each spool file no one else holds, write its rows, delete it; when the database
+        is still away ``write`` raises and the file stays for the next try."""
         replayed = 0
-        with self._lock:
-            files = self.pending_files()
-            claimed = []
-            for path in files:
-                if path.name.startswith("audit-"):
+        for path in self.pending_files():
+            claimed = _claim(path)
+            if claimed is None:
+                continue  # being appended to or replayed by another process, or gone
+            fd, current = claimed
+            try:
+                if current.name.startswith("audit-"):
+                    # new rows of its process go to a fresh file from now on
                     target = self.directory / f"replaying-{os.getpid()}-{time.time_ns()}.jsonl"
-                    path.rename(target)
-                    claimed.append(target)
-                else:
-                    claimed.append(path)
-        for path in claimed:
-            by_table: dict[str, list[dict[str, Any]]] = {}
-            with path.open("rb") as handle:
-                for line in handle:
-                    if line.strip():
-                        entry = orjson.loads(line)
-                        by_table.setdefault(entry["table"], []).append(entry["row"])
-            rejected: list[dict[str, Any]] = []
-            for table, rows in by_table.items():
-                # raises while the database is still down: the file stays for the next try
-                bad = write(table, rows)
-                replayed += len(rows) - len(bad)
-                rejected += [{"table": table, "row": row} for row in bad]
-            if rejected:
-                self._dead_letter(rejected)
-            path.unlink()
+                    current.rename(target)
+                    current = target
+                replayed += self._replay_file(fd, current, write)
+            finally:
+                os.close(fd)
+        return replayed
+
+    def _replay_file(
+        self,
+        fd: int,
+        path: Path,
+        write: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]],
+    ) -> int:
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            handle.seek(0)
+            for line in handle:
+                if line.strip():
+                    entry = orjson.loads(line)
+                    by_table.setdefault(entry["table"], []).append(entry["row"])
+        replayed = 0
+        rejected: list[dict[str, Any]] = []
+        for table, rows in by_table.items():
+            bad = write(table, rows)
+            replayed += len(rows) - len(bad)
+            rejected += [{"table": table, "row": row} for row in bad]
+        if rejected:
+            self._dead_letter(rejected)
+        path.unlink()
         return replayed
 
     def _dead_letter(self, entries: list[dict[str, Any]]) -> None:
@@ -81,3 +105,29 @@ class Spool:
                 handle.write(orjson.dumps(entry) + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """The locked descriptor is still the file at ``path`` (not renamed or deleted meanwhile)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _claim(path: Path) -> tuple[int, Path] | None:
+    """An exclusive lock on a spool file, without waiting; None when someone else holds it or it
+    has gone (another replayer finished it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    if not _still_at(fd, path):
+        os.close(fd)
+        return None
+    return fd, path

@@ -122,7 +122,8 @@ class AuditWriter:
             if count:
                 log.info("audit spool replayed: %d row(s)", count)
             return count
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError, ValueError) as exc:
+            # the database is away, or a spool file could not be read: try again next round
             log.warning("audit spool replay postponed (%s)", type(exc).__name__)
             return 0
         finally:
