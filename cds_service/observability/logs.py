@@ -105,8 +105,14 @@ def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> log
     root.setLevel(level.upper())
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # The access log writes every path with its query string (OAuth code and state, SMART
+    # launch, identifiers in search parameters): off, as docs/security.md says.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers = []
+    access.propagate = False
+    access.disabled = True
     return handler

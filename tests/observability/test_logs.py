@@ -62,3 +62,24 @@ def test_json_logs_are_scrubbed_including_args_and_exceptions() -> None:
     assert "syn-ed-1" not in text and "1941-04-01" not in text and "tok.en-12345" not in text
     assert "syn-1" not in text  # httpx is held at WARNING
     assert any(entry.get("error", "").startswith("ValueError") for entry in lines)
+
+
+def test_uvicorn_access_log_is_off_and_its_error_log_is_kept() -> None:
+    """The access log line holds the query string (OAuth code, SMART launch, mrn=...)."""
+    stream = io.StringIO()
+    handler = configure_logging("DEBUG", stream)
+    try:
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5000",
+            "GET",
+            "/smart/callback?code=canary-code&state=canary-state&mrn=canary-mrn",
+            "1.1",
+            200,
+        )
+        logging.getLogger("uvicorn.error").error("worker failed to boot")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = stream.getvalue()
+    assert "canary" not in text
+    assert "worker failed to boot" in text
