@@ -53,8 +53,8 @@ def render_model_card(spec: ModelSpec, cfg: TrainingConfig, manifest: dict[str, 
         f"> {spec.description}",
         "",
         "**Synthetic training data.** This version was trained on a synthetic FHIR cohort that the "
-        "project generates (`cds-service synth`). Its figures show that the pipeline works; they "
-        "say nothing about real patients.",
+        "project generates (`python -m cds_devtools synth`). Its figures show that the pipeline "
+        "works; they say nothing about real patients.",
         "",
         "## Intended use",
         "",

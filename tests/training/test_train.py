@@ -141,7 +141,7 @@ def test_default_synth_then_train_reproduces_committed_artifact(
 ) -> None:
     export = tmp_path_factory.getbasetemp() / "default-synth"
     if not (export / "manifest.json").exists():
-        generate_cohort(export)  # `cds-service synth` defaults
+        generate_cohort(export)  # `python -m cds_devtools synth` defaults
     committed = json.loads((MODELS_DIR / model / "1.0.0" / "manifest.json").read_text())
     result = train_model(
         model, models_dir=_models_dir(tmp_path_factory.mktemp(model)), export_dir=export
