@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import sqlalchemy as sa
 from scipy.stats import ks_2samp
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from cds_service.db.engine import make_engine, normalize_url, upgrade
+from cds_service.db.engine import upgrade
 from cds_service.db.tables import CardAudit, CardFeedback, Outcome
 from cds_service.monitoring import (
     MonitorReport,
@@ -36,6 +35,7 @@ from cds_service.monitoring import (
 )
 from cds_service.monitoring.accumulate import feature_matrix
 from cds_service.stats import BottomKSample, psi, reference_bins
+from tests.utils.service import Database, new_database
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "ed-admission"
@@ -47,55 +47,18 @@ SERVICE = "ed-admission-risk"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-# --- databases (the pattern of tests/utils/service.py::new_database) ----------------------
-
-
-@dataclass
-class Db:
-    engine: sa.Engine
-    cleanup: Any = None
-    cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # results per run
-
-    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.text(sql), params)]
-
-
-def new_db(kind: str, tmp: Path) -> Db:
-    if kind == "sqlite":
-        return Db(make_engine(f"sqlite:///{tmp / 'monitor.sqlite3'}"))
-    base = os.environ.get("CDS_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("PostgreSQL tests skipped: set CDS_TEST_POSTGRES_URL to run them")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(normalize_url(base))
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"CDS_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {exc}")
-    sep = "&" if "?" in base else "?"
-    engine = make_engine(f"{base}{sep}options=-csearch_path%3D{schema}")
-
-    def drop() -> None:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return Db(engine, drop)
+# Result rows per monitoring run id (run ids are unique uuids), read once per test.
+_RESULTS: dict[str, list[dict[str, Any]]] = {}
 
 
 @pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
-    d = new_db(str(request.param), tmp_path)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    d = new_database(str(request.param), tmp_path)
     upgrade(d.engine)
     try:
         yield d
     finally:
-        d.engine.dispose()
-        if d.cleanup:
-            d.cleanup()
+        d.close()
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +92,7 @@ class Cohort:
     feedback: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[dict[str, Any]] = field(default_factory=list)
 
-    def insert(self, db: Db) -> None:
+    def insert(self, db: Database) -> None:
         with db.engine.begin() as conn:
             for table, rows in (
                 (CardAudit, self.cards),
@@ -272,17 +235,17 @@ def _utc(value: Any) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def results(db: Db, report: MonitorReport, **where: Any) -> list[dict[str, Any]]:
-    rows = db.cache.get(report.run_id)
+def results(db: Database, report: MonitorReport, **where: Any) -> list[dict[str, Any]]:
+    rows = _RESULTS.get(report.run_id)
     if rows is None:
         rows = db.rows("SELECT * FROM monitoring_results WHERE run_id = :r", r=report.run_id)
         for r in rows:
             r["window_start"], r["window_end"] = _utc(r["window_start"]), _utc(r["window_end"])
-        db.cache[report.run_id] = rows
+        _RESULTS[report.run_id] = rows
     return [r for r in rows if all(r[k] == v for k, v in where.items())]
 
 
-def one(db: Db, report: MonitorReport, **where: Any) -> dict[str, Any]:
+def one(db: Database, report: MonitorReport, **where: Any) -> dict[str, Any]:
     rows = results(db, report, **where)
     assert len(rows) == 1, f"expected one result for {where}, found {len(rows)}"
     return rows[0]
@@ -309,7 +272,7 @@ def hand_psi(values: np.ndarray, entry: dict[str, Any]) -> float:
 # --- tests -----------------------------------------------------------------------------------
 
 
-def test_figures_equal_figures_from_the_raw_rows(db: Db, models_dir: Path) -> None:
+def test_figures_equal_figures_from_the_raw_rows(db: Database, models_dir: Path) -> None:
     c = cohort(seed=1, days=2, per_day=400, shadow=250)
     c.insert(db)
     report = run_monitoring(
@@ -478,7 +441,7 @@ def test_figures_equal_figures_from_the_raw_rows(db: Db, models_dir: Path) -> No
 
 
 def test_shifted_feature_raises_a_psi_alert_and_an_unshifted_one_does_not(
-    db: Db, models_dir: Path, caplog: pytest.LogCaptureFixture
+    db: Database, models_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     drift_metrics = {"psi", "ks_pvalue", "missing_rate", "prediction_psi"}
     base = cohort(seed=2, days=1, per_day=600)
@@ -516,7 +479,7 @@ def test_shifted_feature_raises_a_psi_alert_and_an_unshifted_one_does_not(
     assert len(db.rows("SELECT * FROM v_alerts WHERE metric = 'psi'")) == 1
 
 
-def test_a_tiny_window_reports_reference_too_small(db: Db, models_dir: Path) -> None:
+def test_a_tiny_window_reports_reference_too_small(db: Database, models_dir: Path) -> None:
     c = cohort(seed=4, days=1, per_day=12)
     c.insert(db)
     report = run_monitoring(
@@ -538,7 +501,7 @@ def test_a_tiny_window_reports_reference_too_small(db: Db, models_dir: Path) -> 
 
 
 def test_a_small_reference_sample_skips_ks(tmp_path: Path, models_dir: Path) -> None:
-    db = new_db("sqlite", tmp_path)
+    db = new_database("sqlite", tmp_path)
     upgrade(db.engine)
     root = tmp_path / "models"
     shutil.copytree(models_dir, root)
@@ -554,13 +517,13 @@ def test_a_small_reference_sample_skips_ks(tmp_path: Path, models_dir: Path) -> 
     assert "reference sample has 20" in json.loads(row["details"])["skipped"]["ks"]
     assert one(db, report, metric="psi", feature="heart_rate")["n"] > 50
     assert not results(db, report, metric="ks_pvalue", feature="heart_rate")
-    db.engine.dispose()
+    db.close()
 
 
 def test_thresholds_can_be_overridden_and_the_gate_applies(
     tmp_path: Path, models_dir: Path
 ) -> None:
-    db = new_db("sqlite", tmp_path)
+    db = new_database("sqlite", tmp_path)
     upgrade(db.engine)
     c = cohort(seed=6, days=1, per_day=300)
     for o in c.outcomes:  # labels unrelated to the risk: AUROC about 0.5, below the gate's 0.75
@@ -575,7 +538,7 @@ def test_thresholds_can_be_overridden_and_the_gate_applies(
     )
     assert not [a for a in relaxed.alerts if a.metric == "auroc"]
     assert [a for a in relaxed.alerts if a.metric == "psi"]  # everything drifts at 0.0001
-    db.engine.dispose()
+    db.close()
 
 
 @pytest.mark.postgres
@@ -583,7 +546,7 @@ def test_sqlite_and_postgresql_give_the_same_results(tmp_path: Path, models_dir:
     c = cohort(seed=9, days=2, per_day=250, shadow=120)
     figures = []
     for kind in ("sqlite", "postgres"):
-        db = new_db(kind, tmp_path)
+        db = new_database(kind, tmp_path)
         try:
             upgrade(db.engine)
             c.insert(db)
@@ -597,9 +560,7 @@ def test_sqlite_and_postgresql_give_the_same_results(tmp_path: Path, models_dir:
             keys = ("model_version", "role", "window_start", "metric", "feature", "subgroup", "n")
             figures.append(sorted((*(r[k] for k in keys), r["value"]) for r in results(db, report)))
         finally:
-            db.engine.dispose()
-            if db.cleanup:
-                db.cleanup()
+            db.close()
     lite, pg = figures
     assert [f[:7] for f in lite] == [f[:7] for f in pg]
     for a, b in zip(lite, pg, strict=True):
@@ -677,7 +638,7 @@ def test_durations_and_recent_windows() -> None:
 
 
 def test_run_recent_covers_complete_windows(tmp_path: Path, models_dir: Path) -> None:
-    db = new_db("sqlite", tmp_path)
+    db = new_database("sqlite", tmp_path)
     upgrade(db.engine)
     cohort(seed=8, days=2, per_day=60).insert(db)
     report = run_recent(
@@ -686,4 +647,4 @@ def test_run_recent_covers_complete_windows(tmp_path: Path, models_dir: Path) ->
     assert report is not None and report.windows == 2
     volumes = results(db, report, metric="volume", subgroup="")
     assert sorted(r["value"] for r in volumes) == [60, 60]
-    db.engine.dispose()
+    db.close()
