@@ -9,6 +9,7 @@ Features come from exactly the same normalize/aggregate code as the live service
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import math
 import tempfile
@@ -17,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 import orjson
 
@@ -38,6 +39,10 @@ class TableStats:
     patients: int = 0
     rows: int = 0
     dropped_missing_required: int = 0
+    # Outcomes among the dropped rows, and which required inputs they lacked: a required input
+    # must never decide the training population unseen (the positives it removes are reported).
+    dropped_positives: int = 0
+    dropped_for: Counter[str] = field(default_factory=Counter)
     positives: int = 0
     unparseable_lines: int = 0
     without_patient: int = 0
@@ -49,8 +54,22 @@ def export_files(export_dir: Path, resource_types: tuple[str, ...] = RESOURCE_TY
     """The NDJSON files of an export, per type, in a stable order (the bulk manifest's names)."""
     files: list[Path] = []
     for rtype in resource_types:
-        files.extend(sorted(export_dir.glob(f"{rtype}*.ndjson")))
+        found = [*export_dir.glob(f"{rtype}*.ndjson"), *export_dir.glob(f"{rtype}*.ndjson.gz")]
+        files.extend(sorted(found))
     return files
+
+
+def _open_lines(path: Path) -> BinaryIO:
+    """Plain or gzip-compressed NDJSON (servers often hand out ``.ndjson.gz``)."""
+    if path.name.endswith(".gz"):
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return path.open("rb")
+
+
+def _size_estimate(path: Path) -> int:
+    """Bytes of NDJSON a file holds, to size the shards (gzip shrinks FHIR JSON about tenfold)."""
+    size = path.stat().st_size
+    return size * 10 if path.name.endswith(".gz") else size
 
 
 def export_sha256(export_dir: Path) -> str:
@@ -79,7 +98,7 @@ def _partition(
     handles: list[IO[bytes]] = [p.open("wb") for p in paths]
     try:
         for path in files:
-            with path.open("rb") as handle:
+            with _open_lines(path) as handle:
                 for line in handle:
                     progress(len(line))
                     if not line.strip():
@@ -133,7 +152,7 @@ def partition_export(
     files = export_files(export_dir, resource_types)
     if not files:
         raise FileNotFoundError(f"no *.ndjson files of types {resource_types} in {export_dir}")
-    total = sum(p.stat().st_size for p in files)
+    total = sum(_size_estimate(p) for p in files)
     shards = max(1, math.ceil(total / shard_bytes))
     with tempfile.TemporaryDirectory(prefix="cds-bulk-") as tmp:
         with tqdm(
@@ -171,10 +190,13 @@ def iter_rows(
         stats.warnings.update(facts.warnings)
         for event in events:
             extraction = aggregate(facts, event.index_time, spec)
-            if not keep_missing_required and extraction.missing_required(spec):
-                stats.dropped_missing_required += 1
-                continue
             label = label_for(resources, event, spec.label)
+            missing = [] if keep_missing_required else extraction.missing_required(spec)
+            if missing:
+                stats.dropped_missing_required += 1
+                stats.dropped_positives += label
+                stats.dropped_for.update(missing)
+                continue
             stats.rows += 1
             stats.positives += label
             row: dict[str, Any] = {

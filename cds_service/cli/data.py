@@ -37,6 +37,12 @@ def train(
         raise fail(str(exc), ExitCode.BAD_INPUT) from exc
     except ValueError as exc:
         raise fail(str(exc), ExitCode.TRAINING) from exc
+    data = result.manifest["training_data"]
+    typer.echo(
+        f"table: kept {data['rows']} rows ({data['positives']} positive), dropped "
+        f"{data['dropped_missing_required']} for missing required inputs "
+        f"({data['dropped_positives']} positive)"
+    )
     test = result.manifest["metrics"]["test"]
     typer.echo(f"model: {result.directory}")
     typer.echo(f"sha256: {result.model_sha256}")
@@ -54,17 +60,16 @@ def table(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Build the training table (one row per index event, with the label) as CSV."""
+    from cds_service.training.population import population_summary
     from fhir_mappers.bulk import write_training_table
     from fhir_mappers.spec import load_spec
 
     spec = load_spec(models_dir() / model / "features.toml")
     target = out or data_dir() / "tables" / f"{model}.csv"
     stats = write_training_table(export, spec, target, progress=progress)
-    typer.echo(
-        f"{target}: {stats.rows} rows, {stats.positives} positives, "
-        f"{stats.dropped_missing_required} dropped for missing required inputs, "
-        f"{stats.resources} resources from {stats.patients} patients"
-    )
+    typer.echo(f"{target}: {stats.resources} resources from {stats.patients} patients")
+    for line in population_summary(stats):
+        typer.echo(line)
     if stats.warnings:
         typer.echo(
             "mapper warnings: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.warnings.items()))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.stats import DEFAULT_AGE_BANDS, parse_age_bands
+from cds_service.training.population import DEFAULT_MAX_DROPPED_POSITIVE_SHARE
 
 
 class ConfigError(ValueError):
@@ -27,6 +28,7 @@ class TrainingConfig:
     age_bands: tuple[float, ...]
     gate: dict[str, Any]
     card: dict[str, str]
+    max_dropped_positive_share: float = DEFAULT_MAX_DROPPED_POSITIVE_SHARE
 
 
 def load_training_config(path: Path) -> TrainingConfig:
@@ -57,8 +59,16 @@ def load_training_config(path: Path) -> TrainingConfig:
             age_bands=bands,
             gate=dict(doc.get("gate", {})),
             card={k: str(v) for k, v in doc.get("card", {}).items()},
+            max_dropped_positive_share=_share_setting(doc.get("table", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{path}: missing or invalid key: {exc}") from exc
+
+
+def _share_setting(table: dict[str, Any]) -> float:
+    share = float(table.get("max_dropped_positive_share", DEFAULT_MAX_DROPPED_POSITIVE_SHARE))
+    if not 0 <= share <= 1:
+        raise ConfigError("table.max_dropped_positive_share must be between 0 and 1")
+    return share

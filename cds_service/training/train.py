@@ -29,6 +29,7 @@ from cds_service.stats import (
 )
 from cds_service.training.config import TrainingConfig, load_training_config
 from cds_service.training.model_card import render_model_card
+from cds_service.training.population import check_population
 from fhir_mappers.bulk import TableStats, export_sha256, iter_rows
 from fhir_mappers.spec import ModelSpec, load_spec
 
@@ -181,6 +182,7 @@ def train_model(
     export = export_dir or (PROJECT_ROOT / cfg.export)
     version = version or cfg.version
     table, stats = build_table(export, spec, progress=progress)
+    check_population(stats, cfg.max_dropped_positive_share)
     if len(table.y) < 50 or not 0 < table.y.sum() < len(table.y):
         raise ValueError(
             f"training table has {len(table.y)} rows and {int(table.y.sum())} positives: too few"
@@ -252,6 +254,8 @@ def train_model(
             "rows": stats.rows,
             "positives": stats.positives,
             "dropped_missing_required": stats.dropped_missing_required,
+            "dropped_positives": stats.dropped_positives,
+            "dropped_for": dict(sorted(stats.dropped_for.items())),
             "mapper_warnings": dict(sorted(stats.warnings.items())),
         },
         "code": {

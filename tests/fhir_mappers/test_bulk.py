@@ -167,6 +167,9 @@ def test_training_table_rows_labels_and_stats(ed_export, ed_spec, tmp_path):
     assert stats.positives == 1
     assert stats.patients == 3
     assert stats.dropped_missing_required == 1  # p3: no heart rate, no systolic pressure
+    # ... and p3 was admitted (ACUTE 3 h later): the dropped positive is counted, with the reasons
+    assert stats.dropped_positives == 1
+    assert stats.dropped_for == {"heart_rate": 1, "systolic_bp": 1}
     assert stats.unparseable_lines == 1
     assert stats.without_patient == 2  # the orphan Observation and the JSON array
     assert stats.resources == 3 + 9 + 10
@@ -550,3 +553,28 @@ def test_events_and_labels_never_raise(ed_spec, mi_spec, resources):
         for event in events:
             assert label_for(resources, event, spec.label) in (0, 1)
             extract(resources, event.index_time, spec)
+
+
+def test_gzip_compressed_export_gives_the_same_table(ed_export, ed_spec, tmp_path):
+    """Bulk Data servers often hand out ``.ndjson.gz``: read them as they come."""
+    import gzip
+    import shutil
+
+    packed = tmp_path / "gz-export"
+    packed.mkdir()
+    for path in ed_export.iterdir():
+        if path.suffix == ".ndjson":
+            with path.open("rb") as src, gzip.open(packed / f"{path.name}.gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    plain = write_training_table(ed_export, ed_spec, tmp_path / "plain.csv")
+    zipped = write_training_table(packed, ed_spec, tmp_path / "zipped.csv")
+    assert [p.name for p in export_files(packed)] == [
+        f"{p.name}.gz" for p in export_files(ed_export)
+    ]
+    assert (tmp_path / "zipped.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
+    assert (zipped.rows, zipped.positives, zipped.dropped_positives, zipped.resources) == (
+        plain.rows,
+        plain.positives,
+        plain.dropped_positives,
+        plain.resources,
+    )
