@@ -18,6 +18,7 @@ from cds_service.db.deployments import predictions_in_environment
 from cds_service.serving.model_runtime import LoadedModel, load_model
 from cds_service.stats import binary_metrics, feature_subgroup_masks
 from cds_service.training.config import load_training_config
+from cds_service.training.population import PopulationError, check_population
 from cds_service.training.train import build_table, table_sha256
 
 
@@ -105,6 +106,10 @@ def evaluate(
     present = [v for v in subgroups.values() if v is not None]
     gap = max(present) - min(present) if len(present) >= 2 else 0.0
     failures = _threshold_failures(metrics, gate, gap)
+    try:  # the held-out rows must stand for the population, as in training
+        check_population(stats, cfg.max_dropped_positive_share)
+    except PopulationError as exc:
+        failures.append(str(exc))
     live_metrics = None
     if live_version and live_version != version:
         live = load_model(models_dir, model_name, live_version)
@@ -123,6 +128,9 @@ def evaluate(
         "held_out_export_sha256": stats.export_sha256,
         "held_out_table_sha256": table_sha256(table),
         "rows": len(table.y),
+        "dropped_missing_required": stats.dropped_missing_required,
+        "dropped_positives": stats.dropped_positives,
+        "dropped_for": dict(sorted(stats.dropped_for.items())),
         "metrics": metrics,
         "subgroup_auroc": subgroups,
         "subgroup_auroc_gap": round(gap, 6),

@@ -109,6 +109,24 @@ def test_each_threshold_can_refuse(
     assert "FAILED: " + result.failures[0] in result.evidence["report"]
 
 
+def test_a_held_out_export_that_drops_positives_is_refused(
+    models: Path, holdout: Path, engine: Engine
+) -> None:
+    """The same population rule as training: the gate's held-out rows must stand for the visits."""
+    result = _evaluate(models, holdout, engine)
+    ev = result.evidence
+    assert ev["dropped_positives"] > 0  # the synthetic held-out export drops a few
+    all_positives = int(sum(build_table(holdout, load_model(models, MODEL, "1.0.0").spec)[0].y))
+    share = ev["dropped_positives"] / (all_positives + ev["dropped_positives"])
+    path = models / MODEL / "training.toml"
+    path.write_text(path.read_text() + f"\n[table]\nmax_dropped_positive_share = {share / 2}\n")
+    refused = _evaluate(models, holdout, engine)
+    assert not refused.passed
+    assert refused.failures == [refused.failures[0]]
+    assert "dropped for missing required inputs" in refused.failures[0]
+    assert set(ev["dropped_for"]) <= {"heart_rate", "systolic_bp"}
+
+
 def test_production_needs_predictions_in_acceptance(
     models: Path, holdout: Path, engine: Engine
 ) -> None:
