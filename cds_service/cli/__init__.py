@@ -25,6 +25,7 @@ app = typer.Typer(
 # Training data and training.
 app.command()(data.train)
 app.command()(data.table)
+app.command()(data.profile)
 # Serving and the quick start.
 app.command()(serve.serve)
 app.command()(serve.example)

@@ -74,3 +74,28 @@ def table(
         typer.echo(
             "mapper warnings: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.warnings.items()))
         )
+
+
+def profile(
+    model: Annotated[str, typer.Argument(help="Model folder name under models/.")],
+    export: Annotated[Path, typer.Option(help="FHIR Bulk export folder.")] = Path("data/synth"),
+    out: Annotated[Path | None, typer.Option(help="HTML report to write.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Data coverage of an export for a model: features filled, look-alike codes not mapped,
+    units, label balance of rows a required input would drop."""
+    from cds_service.training.profile import profile_export
+    from cds_service.training.profile_report import html_report, text_report
+    from fhir_mappers.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(models_dir() / model / "features.toml")
+        result = profile_export(export, spec, model, progress=progress)
+    except (SpecError, FileNotFoundError) as exc:
+        raise fail(str(exc), ExitCode.BAD_INPUT) from exc
+    for line in text_report(result, spec):
+        typer.echo(line)
+    target = out or data_dir() / "profiles" / f"{model}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(html_report(result, spec), encoding="utf-8")
+    typer.echo(f"report: {target}")
