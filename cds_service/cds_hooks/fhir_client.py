@@ -31,6 +31,7 @@ class FhirFetchError(Exception):
 @dataclass(slots=True)
 class FetchResult:
     resources: list[dict[str, Any]] = field(default_factory=list)
+    full_urls: dict[str, dict[str, Any]] = field(default_factory=dict)
     not_found: bool = False
     pages: int = 0
     truncated: bool = False
@@ -100,6 +101,7 @@ class FhirClient:
             flat = _page(response)
             result.pages += 1
             result.resources.extend(flat.resources)
+            result.full_urls.update(flat.full_urls)
             if len(result.resources) >= self._max_resources:
                 result.resources = result.resources[: self._max_resources]
                 result.truncated = True

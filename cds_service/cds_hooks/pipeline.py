@@ -112,7 +112,27 @@ async def resolve_prefetch(
 
 
 def extract_features(model: LoadedModel, data: ResolvedData, requested_at: datetime) -> Extraction:
-    return extract(data.resources, requested_at, model.spec)
+    """Features of the resources kept; what resolution left out joins the mapper's warnings, so
+    the audit row (live and shadow) says how many resources were not used and why."""
+    extraction = extract(data.resources, requested_at, model.spec)
+    extraction.warnings.update(data.counts())
+    return extraction
+
+
+def unreadable_lines(data: ResolvedData) -> list[str]:
+    """The card's lines for resources the service received and could not use."""
+    lines = []
+    if data.unattributed:
+        lines.append(
+            f"- {data.unattributed} resource(s) could not be attributed to this patient "
+            "(unresolvable subject/patient reference) and were not used"
+        )
+    if data.modifier_extension_skipped:
+        lines.append(
+            f"- {data.modifier_extension_skipped} resource(s) carry a modifier extension the "
+            "service does not understand and were not used"
+        )
+    return lines
 
 
 def score(model: LoadedModel, extraction: Extraction, timer: StageTimer) -> Scored:
@@ -128,10 +148,13 @@ def score(model: LoadedModel, extraction: Extraction, timer: StageTimer) -> Scor
 # --- card -----------------------------------------------------------------------------------
 
 
-def build_card(st: ServiceState, hook_def: HookDefinition, scored: Scored) -> CardResult:
+def build_card(
+    st: ServiceState, hook_def: HookDefinition, scored: Scored, unreadable: list[str]
+) -> CardResult:
     settings = st.settings
     model = scored.model
     common: dict[str, Any] = {
+        "unreadable": unreadable,
         "card_uuid": str(uuid.uuid4()),
         "model_card_url": f"{settings.public_base_url}/models/{model.name}/{model.version}",
         "environment": settings.environment.value,
@@ -236,7 +259,7 @@ async def _stages(
     timer.mark("map")
     scored = score(model, extraction, timer)
     timer.mark("explain")
-    result = build_card(st, hook_def, scored)
+    result = build_card(st, hook_def, scored, unreadable_lines(data))
     timer.mark("card")
     subject = call_subject(st, hook_def, call, requested_at, caller)
     stored = audit(st, subject, scored, result, timer.elapsed_ms())
@@ -276,6 +299,9 @@ def _report(
             "cds.audit_stored": stored,
             "cds.shadow_models": shadows,
             "cds.prefetch_origin": ",".join(f"{k}={v}" for k, v in sorted(data.origin.items())),
+            "cds.unattributed_resources": data.unattributed,
+            "cds.modifier_extension_skipped": data.modifier_extension_skipped,
+            "cds.other_patient_resources": data.dropped_other_patients,
             **timer.span_attributes(),
         }
     )

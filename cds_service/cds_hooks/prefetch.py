@@ -5,6 +5,11 @@
 - key holding an OperationOutcome: the client could not fetch it -> unavailable (not re-queried);
 - a required key that cannot be had -> 412 Precondition Failed.
 Bundles may hold more than was asked for; only resources of the patient in context are kept.
+References are read the way FHIR writes them (``fhir_mappers.resources.Attribution``: relative,
+absolute, ``urn:uuid:`` through the Bundles' ``fullUrl``, ``{type, identifier}``, contained), after
+every key of the call is in, so a Patient fetched from the server can attribute a prefetched
+Bundle. What cannot be attributed, and resources with a modifier extension (which FHIR forbids a
+reader to process when it does not understand it), are counted, never dropped silently.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from cds_service.cds_hooks.fhir_client import FetchResult, FhirClient, FhirFetchError
 from cds_service.cds_hooks.schemas import HookRequest
 from cds_service.serving.hook_defs import USER_TOKENS, HookDefinition, template_tokens
-from fhir_mappers.resources import flatten, patient_id_of
+from fhir_mappers.resources import Attribution, flatten, has_modifier_extension
 
 
 class PreconditionFailed(Exception):
@@ -32,7 +37,18 @@ class TooLarge(Exception):
 class ResolvedData:
     resources: list[dict[str, Any]] = field(default_factory=list)
     origin: dict[str, str] = field(default_factory=dict)  # key -> prefetch|null|fetched|...
-    dropped_other_patients: int = 0
+    dropped_other_patients: int = 0  # another patient's, or no patient data (Practitioner ...)
+    unattributed: int = 0  # a patient reference the service cannot resolve
+    modifier_extension_skipped: int = 0  # this patient's, but with a modifierExtension
+
+    def counts(self) -> dict[str, int]:
+        """The non-zero counts, named as the audit row and the span carry them."""
+        counts = {
+            "other_patient_resources": self.dropped_other_patients,
+            "unattributed_resources": self.unattributed,
+            "modifier_extension_skipped": self.modifier_extension_skipped,
+        }
+        return {k: v for k, v in counts.items() if v}
 
 
 def render_template(template: str, context: Mapping[str, Any]) -> str | None:
@@ -57,21 +73,33 @@ def render_template(template: str, context: Mapping[str, Any]) -> str | None:
     return out
 
 
-def _keep_patient(resources: list[dict[str, Any]], patient_id: str, data: ResolvedData) -> None:
+def _keep_patient(
+    resources: list[dict[str, Any]], attribution: Attribution, data: ResolvedData
+) -> None:
     for res in resources:
-        if patient_id_of(res) == patient_id:
-            data.resources.append(res)
-        else:
+        verdict = attribution.of(res)
+        if verdict == "other":
             data.dropped_other_patients += 1
+        elif verdict == "unknown":
+            data.unattributed += 1
+        elif has_modifier_extension(res):
+            data.modifier_extension_skipped += 1
+        else:
+            data.resources.append(res)
 
 
 def _from_prefetch(
-    key: str, value: Any, required: bool, patient_id: str, max_resources: int, data: ResolvedData
-) -> None:
+    key: str,
+    value: Any,
+    required: bool,
+    attribution: Attribution,
+    max_resources: int,
+    data: ResolvedData,
+) -> list[dict[str, Any]]:
     """Take one key the client sent: null is no data, an OperationOutcome is 'could not'."""
     if value is None:
         data.origin[key] = "null"
-        return
+        return []
     flat = flatten(value)
     if flat.outcomes and not flat.resources:
         data.origin[key] = "client-error"
@@ -79,13 +107,14 @@ def _from_prefetch(
             raise PreconditionFailed(
                 f"prefetch '{key}' holds an OperationOutcome: the EHR could not fetch it"
             )
-        return
+        return []
     if not isinstance(value, dict) or flat.skipped:
         raise PreconditionFailed(f"prefetch '{key}' is not a FHIR resource or Bundle")
     if len(flat.resources) > max_resources:
         raise TooLarge(f"prefetch '{key}' holds more than {max_resources} resources")
-    _keep_patient(flat.resources, patient_id, data)
+    attribution.learn(flat.resources, flat.full_urls)
     data.origin[key] = "prefetch"
+    return flat.resources
 
 
 def _fetched_origin(result: FetchResult) -> str:
@@ -99,8 +128,9 @@ async def _fetch_missing(
     request: HookRequest,
     client: FhirClient | None,
     to_fetch: list[tuple[str, str]],
+    attribution: Attribution,
     data: ResolvedData,
-) -> None:
+) -> list[dict[str, Any]]:
     """The fallback: what the client did not send, from its FHIR server with its token."""
     if request.fhirServer is None or client is None:
         missing = [k for k, _ in to_fetch if k in hook_def.required_prefetch]
@@ -108,12 +138,13 @@ async def _fetch_missing(
             raise PreconditionFailed(
                 f"prefetch {missing} missing and no fhirServer to fetch them from"
             )
-        return
+        return []
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
     server = request.fhirServer
     results = await asyncio.gather(
         *(client.fetch(server, query, token) for _, query in to_fetch), return_exceptions=True
     )
+    fetched: list[dict[str, Any]] = []
     for (key, _query), result in zip(to_fetch, results, strict=True):
         if isinstance(result, FhirFetchError):
             data.origin[key] = "fetch-failed"
@@ -123,7 +154,9 @@ async def _fetch_missing(
         if isinstance(result, BaseException):
             raise result
         data.origin[key] = _fetched_origin(result)
-        _keep_patient(result.resources, request.context.patientId, data)
+        attribution.learn(result.resources, result.full_urls)
+        fetched.extend(result.resources)
+    return fetched
 
 
 async def resolve(
@@ -135,13 +168,16 @@ async def resolve(
     """The FHIR data of the service's prefetch keys: as sent, else fetched, else 412."""
     data = ResolvedData()
     context = request.context.model_dump()
-    patient_id = request.context.patientId
+    attribution = Attribution(request.context.patientId)
     prefetch = request.prefetch or {}
     to_fetch: list[tuple[str, str]] = []
+    candidates: list[dict[str, Any]] = []
     for key, template in hook_def.prefetch.items():
         if key in prefetch:
             required = key in hook_def.required_prefetch
-            _from_prefetch(key, prefetch[key], required, patient_id, max_resources, data)
+            candidates += _from_prefetch(
+                key, prefetch[key], required, attribution, max_resources, data
+            )
             continue
         query = render_template(template, context)
         if query is None:
@@ -149,5 +185,6 @@ async def resolve(
         else:
             to_fetch.append((key, query))
     if to_fetch:
-        await _fetch_missing(hook_def, request, client, to_fetch, data)
+        candidates += await _fetch_missing(hook_def, request, client, to_fetch, attribution, data)
+    _keep_patient(candidates, attribution, data)
     return data
