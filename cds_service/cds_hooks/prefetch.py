@@ -3,7 +3,10 @@
 - key absent: the client did not or could not fetch it -> fetch from fhirServer with the token;
 - key null: the client has no data -> nothing to fetch;
 - key holding an OperationOutcome: the client could not fetch it -> unavailable (not re-queried);
-- a required key that cannot be had -> 412 Precondition Failed.
+- a required key that cannot be had -> 412 Precondition Failed;
+- the fallback has one deadline for all its fetches (the hook's ``fhir_budget_seconds``); a required
+  key with no answer by then is 412, or with ``on_fhir_timeout = "card"`` is left out and named in
+  ``timed_out`` so the card can show what it lacks.
 Bundles may hold more than was asked for; only resources of the patient in context are kept.
 References are read the way FHIR writes them (``fhir_mappers.resources.Attribution``: relative,
 absolute, ``urn:uuid:`` through the Bundles' ``fullUrl``, ``{type, identifier}``, contained), after
@@ -19,7 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cds_service.cds_hooks.fhir_client import FetchResult, FhirClient, FhirFetchError
+from cds_service.cds_hooks.fhir_client import (
+    NO_ANSWER_IN_TIME,
+    FetchResult,
+    FhirClient,
+    FhirFetchError,
+)
 from cds_service.cds_hooks.schemas import HookRequest
 from cds_service.serving.hook_defs import USER_TOKENS, HookDefinition, template_tokens
 from fhir_mappers.resources import Attribution, flatten, has_modifier_extension
@@ -27,6 +35,14 @@ from fhir_mappers.resources import Attribution, flatten, has_modifier_extension
 
 class PreconditionFailed(Exception):
     """HTTP 412: the FHIR data the service needs could not be obtained."""
+
+
+class FhirTimedOut(PreconditionFailed):
+    """HTTP 412 because the FHIR server did not answer a required key within the budget."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(f"prefetch {keys} could not be fetched: {NO_ANSWER_IN_TIME}")
+        self.keys = keys
 
 
 class TooLarge(Exception):
@@ -40,6 +56,7 @@ class ResolvedData:
     dropped_other_patients: int = 0  # another patient's, or no patient data (Practitioner ...)
     unattributed: int = 0  # a patient reference the service cannot resolve
     modifier_extension_skipped: int = 0  # this patient's, but with a modifierExtension
+    timed_out: list[str] = field(default_factory=list)  # keys with no answer within the budget
 
     def counts(self) -> dict[str, int]:
         """The non-zero counts, named as the audit row and the span carry them."""
@@ -47,6 +64,7 @@ class ResolvedData:
             "other_patient_resources": self.dropped_other_patients,
             "unattributed_resources": self.unattributed,
             "modifier_extension_skipped": self.modifier_extension_skipped,
+            "fhir_timeout": len(self.timed_out),
         }
         return {k: v for k, v in counts.items() if v}
 
@@ -130,8 +148,10 @@ async def _fetch_missing(
     to_fetch: list[tuple[str, str]],
     attribution: Attribution,
     data: ResolvedData,
+    budget_seconds: float | None,
 ) -> list[dict[str, Any]]:
-    """The fallback: what the client did not send, from its FHIR server with its token."""
+    """The fallback: what the client did not send, from its FHIR server with its token, all
+    fetches concurrently under one deadline."""
     if request.fhirServer is None or client is None:
         missing = [k for k, _ in to_fetch if k in hook_def.required_prefetch]
         if missing:
@@ -141,11 +161,18 @@ async def _fetch_missing(
         return []
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
     server = request.fhirServer
+    loop = asyncio.get_running_loop()
+    deadline = None if budget_seconds is None else loop.time() + budget_seconds
     results = await asyncio.gather(
-        *(client.fetch(server, query, token) for _, query in to_fetch), return_exceptions=True
+        *(client.fetch(server, query, token, deadline) for _, query in to_fetch),
+        return_exceptions=True,
     )
     fetched: list[dict[str, Any]] = []
     for (key, _query), result in zip(to_fetch, results, strict=True):
+        if isinstance(result, FhirFetchError) and result.timed_out:
+            data.origin[key] = "fetch-timed-out"
+            data.timed_out.append(key)
+            continue
         if isinstance(result, FhirFetchError):
             data.origin[key] = "fetch-failed"
             if key in hook_def.required_prefetch:
@@ -156,6 +183,9 @@ async def _fetch_missing(
         data.origin[key] = _fetched_origin(result)
         attribution.learn(result.resources, result.full_urls)
         fetched.extend(result.resources)
+    refused = [k for k in data.timed_out if k in hook_def.required_prefetch]
+    if refused and hook_def.on_fhir_timeout == "412":
+        raise FhirTimedOut(refused)
     return fetched
 
 
@@ -164,8 +194,10 @@ async def resolve(
     request: HookRequest,
     client: FhirClient | None,
     max_resources: int = 5000,
+    budget_seconds: float | None = None,
 ) -> ResolvedData:
-    """The FHIR data of the service's prefetch keys: as sent, else fetched, else 412."""
+    """The FHIR data of the service's prefetch keys: as sent, else fetched, else 412.
+    ``budget_seconds`` bounds the whole fallback (every fetch, page and retry)."""
     data = ResolvedData()
     context = request.context.model_dump()
     attribution = Attribution(request.context.patientId)
@@ -185,6 +217,8 @@ async def resolve(
         else:
             to_fetch.append((key, query))
     if to_fetch:
-        candidates += await _fetch_missing(hook_def, request, client, to_fetch, attribution, data)
+        candidates += await _fetch_missing(
+            hook_def, request, client, to_fetch, attribution, data, budget_seconds
+        )
     _keep_patient(candidates, attribution, data)
     return data
