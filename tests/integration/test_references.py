@@ -6,6 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body, searchset
 from tests.utils.service import NOW, Service
 
@@ -46,7 +51,22 @@ def test_urn_uuid_bundle_fills_the_same_card_as_plain_references(svc: Service) -
     assert "unattributed_resources" not in _warnings(svc, card["uuid"])
 
 
-def test_unattributable_resources_reach_the_audit_row_and_the_card(svc: Service) -> None:
+def _span_recorder() -> InMemorySpanExporter:
+    """Record the service's spans in memory: on the session's SDK provider if one is set (the
+    PHI sweep sets one), else on a new one (the service's tracer is a proxy to the global)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+def test_unattributable_resources_reach_the_audit_row_the_span_and_the_card(
+    svc: Service,
+) -> None:
+    spans = _span_recorder()
     case = ed_case(NOW, sick=True)
     prefetch = ed_prefetch(case)
     obs = case["observations"]
@@ -59,3 +79,8 @@ def test_unattributable_resources_reach_the_audit_row_and_the_card(svc: Service)
     warnings = _warnings(svc, card["uuid"])
     assert warnings["unattributed_resources"] == 2
     assert warnings["modifier_extension_skipped"] == 1
+    calls = [x for x in spans.get_finished_spans() if x.name == "cds.service_call"]
+    spans.shutdown()
+    attributes = calls[-1].attributes or {}
+    assert attributes["cds.unattributed_resources"] == 2
+    assert attributes["cds.modifier_extension_skipped"] == 1
