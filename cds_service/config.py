@@ -62,7 +62,10 @@ class Settings(BaseSettings):
     hooks_dir: Path = Field(default_factory=hooks_dir)
     models_dir: Path = Field(default_factory=models_dir)
     spool_dir: Path = Field(default_factory=lambda: data_dir() / "spool")
-    fhir_timeout_seconds: float = 3.0
+    fhir_timeout_seconds: float = 3.0  # one request (connect, read ...)
+    # One deadline for all FHIR fallback fetches of a call, retries included (per hook:
+    # fhir_budget_seconds in the hook definition).
+    fhir_budget_seconds: float = Field(default=2.0, gt=0)
     fhir_max_pages: int = 10
     fhir_max_resources: int = 5000
     fhir_retries: int = 2

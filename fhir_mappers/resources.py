@@ -8,9 +8,10 @@ separate account of what the server reported as a problem.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -24,6 +25,7 @@ class Flattened:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     next_links: list[str] = field(default_factory=list)
     skipped: int = 0
+    full_urls: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry.fullUrl -> resource
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:
@@ -80,7 +82,10 @@ def _walk(item: Any, result: Flattened, depth: int, lists: int = 0) -> None:
         if isinstance(entries, list):
             for entry in entries:
                 if isinstance(entry, dict) and "resource" in entry:
-                    _walk(entry["resource"], result, depth + 1)
+                    full_url, resource = entry.get("fullUrl"), entry["resource"]
+                    if isinstance(full_url, str) and full_url and isinstance(resource, dict):
+                        result.full_urls[full_url] = resource
+                    _walk(resource, result, depth + 1)
                 else:
                     result.skipped += 1
         elif entries is not None:  # an entry that is not a list hides whatever it holds
@@ -160,3 +165,149 @@ def dedupe(resources: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
             chosen[key] = res
     keep.extend(chosen.values())
     return keep, dropped
+
+
+# --- whose data is it: references the way FHIR writes them --------------------------------------
+# https://hl7.org/fhir/R4/references.html and https://hl7.org/fhir/R4/bundle.html#references
+
+Verdict = Literal["patient", "other", "unknown"]
+
+# Relative (Patient/x), absolute (https://host/fhir/Patient/x) and versioned (.../_history/n).
+_PATIENT_REF = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_OTHER_TYPE_REF = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
+# Resources about one patient: one without subject/patient cannot be attributed. Other types
+# without one (Practitioner, Organization, Medication ...) are simply not patient data.
+_PATIENT_DATA = frozenset(
+    {
+        "AllergyIntolerance",
+        "CarePlan",
+        "Condition",
+        "DiagnosticReport",
+        "Encounter",
+        "EpisodeOfCare",
+        "Flag",
+        "Immunization",
+        "MedicationAdministration",
+        "MedicationRequest",
+        "MedicationStatement",
+        "Observation",
+        "Procedure",
+        "QuestionnaireResponse",
+        "ServiceRequest",
+    }
+)
+
+
+def has_modifier_extension(resource: dict[str, Any]) -> bool:
+    """A ``modifierExtension`` anywhere in the resource (on it or on a backbone element).
+
+    FHIR: an application must not process a resource (or element) whose modifier extension it
+    does not understand; this service understands none. Iterative, so nesting cannot recurse.
+    """
+    stack: list[Any] = [resource]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("modifierExtension"):
+                return True
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    return False
+
+
+def _identifiers(resource: dict[str, Any]) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    raw = resource.get("identifier")
+    for ident in raw if isinstance(raw, list) else [raw]:
+        if isinstance(ident, dict):
+            system, value = ident.get("system"), ident.get("value")
+            if isinstance(system, str) and isinstance(value, str) and system and value:
+                out.add((system, value))
+    return out
+
+
+@dataclass(slots=True)
+class Attribution:
+    """Tells whether a resource is about the patient in context.
+
+    ``learn`` the Bundles of a call first (their entries' ``fullUrl`` and the Patient's
+    identifiers), then ask ``of(resource)``: "patient" (this patient's), "other" (another
+    patient's, or no patient data), "unknown" (a patient reference that cannot be resolved).
+    """
+
+    patient_id: str
+    full_urls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    identifiers: set[tuple[str, str]] = field(default_factory=set)
+
+    def learn(self, resources: Iterable[dict[str, Any]], full_urls: dict[str, Any]) -> None:
+        self.full_urls.update(full_urls)
+        for res in resources:
+            if res.get("resourceType") == "Patient" and res.get("id") == self.patient_id:
+                self.identifiers |= _identifiers(res)
+
+    def of(self, resource: dict[str, Any]) -> Verdict:
+        if resource.get("resourceType") == "Patient":
+            return "patient" if resource.get("id") == self.patient_id else "other"
+        verdicts = [
+            self._reference(resource, resource[key], key)
+            for key in ("subject", "patient")
+            if key in resource
+        ]
+        if not verdicts:
+            return "unknown" if resource.get("resourceType") in _PATIENT_DATA else "other"
+        if "patient" in verdicts:
+            return "patient"
+        return "other" if "other" in verdicts else "unknown"
+
+    def _reference(self, container: dict[str, Any], ref: Any, key: str) -> Verdict:
+        if not isinstance(ref, dict):
+            return "unknown"
+        rtype = ref.get("type")
+        if isinstance(rtype, str) and rtype not in ("Patient", ""):
+            return "other"  # a Group, Device, Location ... is not this patient
+        target = ref.get("reference")
+        if isinstance(target, str) and target:
+            return self._target(container, target)
+        if rtype == "Patient" or key == "patient":
+            ident = _identifiers({"identifier": ref.get("identifier")})
+            if ident and self.identifiers & ident:
+                return "patient"
+        return "unknown"
+
+    def _target(self, container: dict[str, Any], target: str) -> Verdict:
+        if target.startswith("#"):
+            return self._patient_resource(_contained(container, target[1:]), contained=True)
+        if target in self.full_urls:
+            return self._patient_resource(self.full_urls[target], contained=False)
+        match = _PATIENT_REF.search(target)
+        if match:
+            return "patient" if match.group(1) == self.patient_id else "other"
+        if _OTHER_TYPE_REF.search(target):
+            return "other"
+        return "unknown"  # urn:uuid / urn:oid not in any Bundle of the call, or not a reference
+
+    def _patient_resource(self, target: dict[str, Any] | None, *, contained: bool) -> Verdict:
+        """A resolved target (Bundle entry or contained): this Patient by id or identifier.
+
+        A contained Patient's id is local to its container, so only identifiers can tell; a
+        Bundle entry's Patient with another id is another patient's."""
+        if target is None:
+            return "unknown"
+        if target.get("resourceType") != "Patient":
+            return "other"
+        if self.identifiers & _identifiers(target):
+            return "patient"
+        rid = target.get("id")
+        if contained or not isinstance(rid, str):
+            return "unknown"
+        return "patient" if rid == self.patient_id else "other"
+
+
+def _contained(container: dict[str, Any], local_id: str) -> dict[str, Any] | None:
+    contained = container.get("contained")
+    if isinstance(contained, list):
+        for res in contained:
+            if isinstance(res, dict) and res.get("id") == local_id:
+                return res
+    return None

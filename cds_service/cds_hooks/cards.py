@@ -81,14 +81,17 @@ def factor_lines(
     return lines
 
 
-def missing_lines(spec: ModelSpec, extraction: Extraction) -> list[str]:
+def missing_lines(
+    spec: ModelSpec, extraction: Extraction, unreadable: list[str] | None = None
+) -> list[str]:
+    """Missing inputs, then resources received but unreadable (``unreadable``, ready lines)."""
     out = []
     for feat in spec.features:
         prov = extraction.provenance[feat.name]
         if prov.value is None:
             req = " (required)" if feat.required else ""
             out.append(f"- {feat.label}{req}: {prov.missing_reason or 'missing'}")
-    return out
+    return out + list(unreadable or ())
 
 
 def _source(hook_def: HookDefinition, model_card_url: str) -> Source:
@@ -144,6 +147,7 @@ def risk_card(
     environment: str,
     top_factors: int = 5,
     smart_launch_url: str = "",
+    unreadable: list[str] | None = None,
 ) -> tuple[Card, str]:
     """The card and its band name."""
     band = hook_def.band_for(prediction.risk)
@@ -158,7 +162,7 @@ def risk_card(
         "|---|---|---|",
         *factor_lines(model.spec, extraction, prediction, top_factors),
     ]
-    missing = missing_lines(model.spec, extraction)
+    missing = missing_lines(model.spec, extraction, unreadable)
     if missing:
         detail += ["", "Missing or stale inputs (the model treats them as unknown):", "", *missing]
     detail += ["", _footer(model, environment)]
@@ -180,6 +184,7 @@ def missing_input_card(
     model_card_url: str,
     environment: str,
     smart_launch_url: str = "",
+    unreadable: list[str] | None = None,
 ) -> Card:
     required = extraction.missing_required(model.spec)
     labels = ", ".join(model.spec.feature(n).label for n in required)
@@ -187,7 +192,7 @@ def missing_input_card(
         f"**No risk can be computed**: required inputs are missing or stale ({labels}).",
         "The model is never run on defaults in their place.",
         "",
-        *missing_lines(model.spec, extraction),
+        *missing_lines(model.spec, extraction, unreadable),
         "",
         _footer(model, environment),
     ]

@@ -7,6 +7,7 @@ outcome on the call's span. Shadow versions score after the response is sent (``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from starlette.responses import Response
 from cds_service.audit.rows import AuditRow, CallSubject, Verdict
 from cds_service.cds_hooks.cards import CardModelInfo, missing_input_card, risk_card
 from cds_service.cds_hooks.extensions import SIMULATED_TIME_EXTENSION
-from cds_service.cds_hooks.prefetch import PreconditionFailed, ResolvedData, TooLarge, resolve
+from cds_service.cds_hooks.fhir_client import NO_ANSWER_IN_TIME
+from cds_service.cds_hooks.prefetch import (
+    FhirTimedOut,
+    PreconditionFailed,
+    ResolvedData,
+    TooLarge,
+    resolve,
+)
 from cds_service.cds_hooks.responses import Card, CardsResponse
 from cds_service.cds_hooks.schemas import HookRequest, RequestError, parse_request
 from cds_service.cds_hooks.shadow import score_shadows
@@ -29,10 +37,11 @@ from cds_service.observability.stage_timer import StageTimer
 from cds_service.observability.traces import tracer
 from cds_service.security.jwt_auth import Caller
 from cds_service.security.pseudonym import pseudonym
-from cds_service.serving.hook_defs import HookDefinition
+from cds_service.serving.hook_defs import HookDefinition, prefetch_resource_type
 from cds_service.serving.model_runtime import LoadedModel, Prediction
 from cds_service.state import ServiceState
 from fhir_mappers.extract import Extraction, extract
+from fhir_mappers.spec import ModelSpec
 
 log = logging.getLogger("cds_service")
 
@@ -100,19 +109,84 @@ def request_time(st: ServiceState, call: HookRequest) -> datetime:
 async def resolve_prefetch(
     st: ServiceState, hook_def: HookDefinition, call: HookRequest
 ) -> ResolvedData:
+    budget = hook_def.fhir_budget_seconds or st.settings.fhir_budget_seconds
     try:
-        return await resolve(hook_def, call, st.fhir, st.settings.fhir_max_resources)
+        data = await resolve(hook_def, call, st.fhir, st.settings.fhir_max_resources, budget)
+    except FhirTimedOut as exc:
+        _log_timeout(hook_def, exc.keys, budget, "412")
+        raise ServiceError(412, str(exc)) from None
     except PreconditionFailed as exc:
         raise ServiceError(412, str(exc)) from None
     except TooLarge as exc:
         raise ServiceError(413, str(exc)) from None
+    if data.timed_out:
+        _log_timeout(hook_def, data.timed_out, budget, "card")
+    return data
+
+
+def _log_timeout(hook_def: HookDefinition, keys: list[str], budget: float, outcome: str) -> None:
+    """Prefetch key names and the budget only: the query names the patient and is never logged."""
+    then = "refused with 412" if outcome == "412" else "card returned without them"
+    log.warning(
+        "FHIR server did not answer in time: prefetch %s past the %.3g s budget, %s",
+        ",".join(keys),
+        budget,
+        then,
+        extra={"service_id": hook_def.id, "status": 412 if outcome == "412" else 200},
+    )
 
 
 # --- extract and score ----------------------------------------------------------------------
 
 
-def extract_features(model: LoadedModel, data: ResolvedData, requested_at: datetime) -> Extraction:
-    return extract(data.resources, requested_at, model.spec)
+_SOURCE_OF_TYPE = {
+    "Patient": "patient",
+    "Observation": "observation",
+    "Encounter": "encounter",
+    "Condition": "condition",
+}
+
+
+def extract_features(
+    model: LoadedModel, data: ResolvedData, requested_at: datetime, hook_def: HookDefinition
+) -> Extraction:
+    """Features of the resources kept; what resolution left out joins the mapper's warnings, so
+    the audit row (live and shadow) says how many resources were not used and why."""
+    extraction = extract(data.resources, requested_at, model.spec)
+    extraction.warnings.update(data.counts())
+    types = {prefetch_resource_type(hook_def.prefetch[k]) for k in data.timed_out}
+    unanswered = {_SOURCE_OF_TYPE[t] for t in types if t in _SOURCE_OF_TYPE}
+    if unanswered:
+        _unanswered_missing(extraction, model.spec, unanswered)
+    return extraction
+
+
+def _unanswered_missing(extraction: Extraction, spec: ModelSpec, sources: set[str]) -> None:
+    """Features read from data the FHIR server did not deliver in time are missing, whatever the
+    rest gave (a count of 0 or an older value would be a guess), with that reason."""
+    for feat in spec.features:
+        if feat.source in sources:
+            extraction.values[feat.name] = None
+            prov = extraction.provenance[feat.name]
+            extraction.provenance[feat.name] = dataclasses.replace(
+                prov, value=None, time=None, sources=(), missing_reason=NO_ANSWER_IN_TIME
+            )
+
+
+def unreadable_lines(data: ResolvedData) -> list[str]:
+    """The card's lines for resources the service received and could not use."""
+    lines = []
+    if data.unattributed:
+        lines.append(
+            f"- {data.unattributed} resource(s) could not be attributed to this patient "
+            "(unresolvable subject/patient reference) and were not used"
+        )
+    if data.modifier_extension_skipped:
+        lines.append(
+            f"- {data.modifier_extension_skipped} resource(s) carry a modifier extension the "
+            "service does not understand and were not used"
+        )
+    return lines
 
 
 def score(model: LoadedModel, extraction: Extraction, timer: StageTimer) -> Scored:
@@ -128,10 +202,13 @@ def score(model: LoadedModel, extraction: Extraction, timer: StageTimer) -> Scor
 # --- card -----------------------------------------------------------------------------------
 
 
-def build_card(st: ServiceState, hook_def: HookDefinition, scored: Scored) -> CardResult:
+def build_card(
+    st: ServiceState, hook_def: HookDefinition, scored: Scored, unreadable: list[str]
+) -> CardResult:
     settings = st.settings
     model = scored.model
     common: dict[str, Any] = {
+        "unreadable": unreadable,
         "card_uuid": str(uuid.uuid4()),
         "model_card_url": f"{settings.public_base_url}/models/{model.name}/{model.version}",
         "environment": settings.environment.value,
@@ -232,11 +309,11 @@ async def _stages(
     data = await resolve_prefetch(st, hook_def, call)
     timer.mark("fetch")
     model = st.registry.model_for(hook_def)
-    extraction = extract_features(model, data, requested_at)
+    extraction = extract_features(model, data, requested_at, hook_def)
     timer.mark("map")
     scored = score(model, extraction, timer)
     timer.mark("explain")
-    result = build_card(st, hook_def, scored)
+    result = build_card(st, hook_def, scored, unreadable_lines(data))
     timer.mark("card")
     subject = call_subject(st, hook_def, call, requested_at, caller)
     stored = audit(st, subject, scored, result, timer.elapsed_ms())
@@ -276,6 +353,10 @@ def _report(
             "cds.audit_stored": stored,
             "cds.shadow_models": shadows,
             "cds.prefetch_origin": ",".join(f"{k}={v}" for k, v in sorted(data.origin.items())),
+            "cds.unattributed_resources": data.unattributed,
+            "cds.modifier_extension_skipped": data.modifier_extension_skipped,
+            "cds.other_patient_resources": data.dropped_other_patients,
+            "cds.fhir_timeout_keys": ",".join(data.timed_out),
             **timer.span_attributes(),
         }
     )

@@ -3,8 +3,16 @@
 - key absent: the client did not or could not fetch it -> fetch from fhirServer with the token;
 - key null: the client has no data -> nothing to fetch;
 - key holding an OperationOutcome: the client could not fetch it -> unavailable (not re-queried);
-- a required key that cannot be had -> 412 Precondition Failed.
+- a required key that cannot be had -> 412 Precondition Failed;
+- the fallback has one deadline for all its fetches (the hook's ``fhir_budget_seconds``); a required
+  key with no answer by then is 412, or with ``on_fhir_timeout = "card"`` is left out and named in
+  ``timed_out`` so the card can show what it lacks.
 Bundles may hold more than was asked for; only resources of the patient in context are kept.
+References are read the way FHIR writes them (``fhir_mappers.resources.Attribution``: relative,
+absolute, ``urn:uuid:`` through the Bundles' ``fullUrl``, ``{type, identifier}``, contained), after
+every key of the call is in, so a Patient fetched from the server can attribute a prefetched
+Bundle. What cannot be attributed, and resources with a modifier extension (which FHIR forbids a
+reader to process when it does not understand it), are counted, never dropped silently.
 """
 
 from __future__ import annotations
@@ -14,14 +22,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cds_service.cds_hooks.fhir_client import FetchResult, FhirClient, FhirFetchError
+from cds_service.cds_hooks.fhir_client import (
+    NO_ANSWER_IN_TIME,
+    FetchResult,
+    FhirClient,
+    FhirFetchError,
+)
 from cds_service.cds_hooks.schemas import HookRequest
 from cds_service.serving.hook_defs import USER_TOKENS, HookDefinition, template_tokens
-from fhir_mappers.resources import flatten, patient_id_of
+from fhir_mappers.resources import Attribution, flatten, has_modifier_extension
 
 
 class PreconditionFailed(Exception):
     """HTTP 412: the FHIR data the service needs could not be obtained."""
+
+
+class FhirTimedOut(PreconditionFailed):
+    """HTTP 412 because the FHIR server did not answer a required key within the budget."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(f"prefetch {keys} could not be fetched: {NO_ANSWER_IN_TIME}")
+        self.keys = keys
 
 
 class TooLarge(Exception):
@@ -32,7 +53,20 @@ class TooLarge(Exception):
 class ResolvedData:
     resources: list[dict[str, Any]] = field(default_factory=list)
     origin: dict[str, str] = field(default_factory=dict)  # key -> prefetch|null|fetched|...
-    dropped_other_patients: int = 0
+    dropped_other_patients: int = 0  # another patient's, or no patient data (Practitioner ...)
+    unattributed: int = 0  # a patient reference the service cannot resolve
+    modifier_extension_skipped: int = 0  # this patient's, but with a modifierExtension
+    timed_out: list[str] = field(default_factory=list)  # keys with no answer within the budget
+
+    def counts(self) -> dict[str, int]:
+        """The non-zero counts, named as the audit row and the span carry them."""
+        counts = {
+            "other_patient_resources": self.dropped_other_patients,
+            "unattributed_resources": self.unattributed,
+            "modifier_extension_skipped": self.modifier_extension_skipped,
+            "fhir_timeout": len(self.timed_out),
+        }
+        return {k: v for k, v in counts.items() if v}
 
 
 def render_template(template: str, context: Mapping[str, Any]) -> str | None:
@@ -57,21 +91,33 @@ def render_template(template: str, context: Mapping[str, Any]) -> str | None:
     return out
 
 
-def _keep_patient(resources: list[dict[str, Any]], patient_id: str, data: ResolvedData) -> None:
+def _keep_patient(
+    resources: list[dict[str, Any]], attribution: Attribution, data: ResolvedData
+) -> None:
     for res in resources:
-        if patient_id_of(res) == patient_id:
-            data.resources.append(res)
-        else:
+        verdict = attribution.of(res)
+        if verdict == "other":
             data.dropped_other_patients += 1
+        elif verdict == "unknown":
+            data.unattributed += 1
+        elif has_modifier_extension(res):
+            data.modifier_extension_skipped += 1
+        else:
+            data.resources.append(res)
 
 
 def _from_prefetch(
-    key: str, value: Any, required: bool, patient_id: str, max_resources: int, data: ResolvedData
-) -> None:
+    key: str,
+    value: Any,
+    required: bool,
+    attribution: Attribution,
+    max_resources: int,
+    data: ResolvedData,
+) -> list[dict[str, Any]]:
     """Take one key the client sent: null is no data, an OperationOutcome is 'could not'."""
     if value is None:
         data.origin[key] = "null"
-        return
+        return []
     flat = flatten(value)
     if flat.outcomes and not flat.resources:
         data.origin[key] = "client-error"
@@ -79,13 +125,14 @@ def _from_prefetch(
             raise PreconditionFailed(
                 f"prefetch '{key}' holds an OperationOutcome: the EHR could not fetch it"
             )
-        return
+        return []
     if not isinstance(value, dict) or flat.skipped:
         raise PreconditionFailed(f"prefetch '{key}' is not a FHIR resource or Bundle")
     if len(flat.resources) > max_resources:
         raise TooLarge(f"prefetch '{key}' holds more than {max_resources} resources")
-    _keep_patient(flat.resources, patient_id, data)
+    attribution.learn(flat.resources, flat.full_urls)
     data.origin[key] = "prefetch"
+    return flat.resources
 
 
 def _fetched_origin(result: FetchResult) -> str:
@@ -99,22 +146,33 @@ async def _fetch_missing(
     request: HookRequest,
     client: FhirClient | None,
     to_fetch: list[tuple[str, str]],
+    attribution: Attribution,
     data: ResolvedData,
-) -> None:
-    """The fallback: what the client did not send, from its FHIR server with its token."""
+    budget_seconds: float | None,
+) -> list[dict[str, Any]]:
+    """The fallback: what the client did not send, from its FHIR server with its token, all
+    fetches concurrently under one deadline."""
     if request.fhirServer is None or client is None:
         missing = [k for k, _ in to_fetch if k in hook_def.required_prefetch]
         if missing:
             raise PreconditionFailed(
                 f"prefetch {missing} missing and no fhirServer to fetch them from"
             )
-        return
+        return []
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
     server = request.fhirServer
+    loop = asyncio.get_running_loop()
+    deadline = None if budget_seconds is None else loop.time() + budget_seconds
     results = await asyncio.gather(
-        *(client.fetch(server, query, token) for _, query in to_fetch), return_exceptions=True
+        *(client.fetch(server, query, token, deadline) for _, query in to_fetch),
+        return_exceptions=True,
     )
+    fetched: list[dict[str, Any]] = []
     for (key, _query), result in zip(to_fetch, results, strict=True):
+        if isinstance(result, FhirFetchError) and result.timed_out:
+            data.origin[key] = "fetch-timed-out"
+            data.timed_out.append(key)
+            continue
         if isinstance(result, FhirFetchError):
             data.origin[key] = "fetch-failed"
             if key in hook_def.required_prefetch:
@@ -123,7 +181,12 @@ async def _fetch_missing(
         if isinstance(result, BaseException):
             raise result
         data.origin[key] = _fetched_origin(result)
-        _keep_patient(result.resources, request.context.patientId, data)
+        attribution.learn(result.resources, result.full_urls)
+        fetched.extend(result.resources)
+    refused = [k for k in data.timed_out if k in hook_def.required_prefetch]
+    if refused and hook_def.on_fhir_timeout == "412":
+        raise FhirTimedOut(refused)
+    return fetched
 
 
 async def resolve(
@@ -131,17 +194,22 @@ async def resolve(
     request: HookRequest,
     client: FhirClient | None,
     max_resources: int = 5000,
+    budget_seconds: float | None = None,
 ) -> ResolvedData:
-    """The FHIR data of the service's prefetch keys: as sent, else fetched, else 412."""
+    """The FHIR data of the service's prefetch keys: as sent, else fetched, else 412.
+    ``budget_seconds`` bounds the whole fallback (every fetch, page and retry)."""
     data = ResolvedData()
     context = request.context.model_dump()
-    patient_id = request.context.patientId
+    attribution = Attribution(request.context.patientId)
     prefetch = request.prefetch or {}
     to_fetch: list[tuple[str, str]] = []
+    candidates: list[dict[str, Any]] = []
     for key, template in hook_def.prefetch.items():
         if key in prefetch:
             required = key in hook_def.required_prefetch
-            _from_prefetch(key, prefetch[key], required, patient_id, max_resources, data)
+            candidates += _from_prefetch(
+                key, prefetch[key], required, attribution, max_resources, data
+            )
             continue
         query = render_template(template, context)
         if query is None:
@@ -149,5 +217,8 @@ async def resolve(
         else:
             to_fetch.append((key, query))
     if to_fetch:
-        await _fetch_missing(hook_def, request, client, to_fetch, data)
+        candidates += await _fetch_missing(
+            hook_def, request, client, to_fetch, attribution, data, budget_seconds
+        )
+    _keep_patient(candidates, attribution, data)
     return data

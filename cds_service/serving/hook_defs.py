@@ -28,6 +28,7 @@ USER_TOKENS = {
     "userRelatedPersonId": "RelatedPerson",
 }
 INDICATORS = ("info", "warning", "critical")
+ON_FHIR_TIMEOUT = ("412", "card")
 _TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
@@ -76,6 +77,8 @@ class HookDefinition:
     bands: tuple[Band, ...]
     card: CardTexts
     source_file: str = field(default="")
+    fhir_budget_seconds: float | None = None  # None: the service's CDS_FHIR_BUDGET_SECONDS
+    on_fhir_timeout: str = "412"  # "412", or "card": the card without what did not arrive
 
     def band_for(self, risk: float) -> Band:
         for band in self.bands:
@@ -125,6 +128,24 @@ def _require(raw: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _fhir_budget(service: dict[str, Any], where: str) -> tuple[float | None, str]:
+    budget = service.get("fhir_budget_seconds")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget <= 60
+    ):
+        raise HookDefinitionError(f"{where}: fhir_budget_seconds must be a number in (0, 60]")
+    on_timeout = service.get("on_fhir_timeout", "412")
+    if on_timeout not in ON_FHIR_TIMEOUT:
+        raise HookDefinitionError(f"{where}: on_fhir_timeout must be one of {ON_FHIR_TIMEOUT}")
+    return (None if budget is None else float(budget)), on_timeout
+
+
+def prefetch_resource_type(template: str) -> str | None:
+    """The resource type a prefetch template reads (``Observation?...`` -> Observation)."""
+    match = re.match(r"([A-Z][A-Za-z]+)(?:[/?]|$)", template)
+    return match.group(1) if match else None
+
+
 def parse_hook_definition(doc: dict[str, Any], where: str, spec_for: Any) -> HookDefinition:
     service = doc.get("service")
     if not isinstance(service, dict):
@@ -172,6 +193,7 @@ def parse_hook_definition(doc: dict[str, Any], where: str, spec_for: Any) -> Hoo
         )
         for r in card.get("override_reasons", [])
     )
+    budget, on_timeout = _fhir_budget(service, where)
     on_missing = card.get("on_missing_required", "card")
     if on_missing not in ("card", "none"):
         raise HookDefinitionError(f"{where}: on_missing_required must be 'card' or 'none'")
@@ -198,6 +220,8 @@ def parse_hook_definition(doc: dict[str, Any], where: str, spec_for: Any) -> Hoo
             override_reasons=reasons,
         ),
         source_file=where,
+        fhir_budget_seconds=budget,
+        on_fhir_timeout=on_timeout,
     )
 
 

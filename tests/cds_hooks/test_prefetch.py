@@ -126,3 +126,79 @@ def test_a_failed_required_fetch_is_412_naming_the_key() -> None:
     router.get(f"{FHIR_BASE}/Encounter").mock(return_value=httpx.Response(403))
     with pytest.raises(PreconditionFailed, match="prefetch 'encounters' could not be fetched"):
         run(prefetch, router)
+
+
+UUID = "urn:uuid:3f1c6a52-1d1e-4f55-9a43-5a3f0f6f2b11"
+EXT = [
+    {
+        "url": "https://hospital.example/fhir/StructureDefinition/entered-in-error",
+        "valueBoolean": True,
+    }
+]
+
+
+def _as(res: dict[str, Any], subject: dict[str, Any]) -> dict[str, Any]:
+    return dict(res, subject=subject)
+
+
+def test_references_the_way_fhir_writes_them_are_kept() -> None:
+    """urn:uuid through the patient Bundle's fullUrl, absolute, typed, identifier, contained."""
+    prefetch = ed_prefetch(CASE)
+    prefetch["patient"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"fullUrl": UUID, "resource": CASE["patient"]}],
+    }
+    mrn = CASE["patient"]["identifier"][0]
+    o = CASE["observations"]
+    forms = [
+        {"reference": UUID},
+        {"reference": f"https://ehr.example/fhir/Patient/{PID}/_history/2"},
+        {"type": "Patient", "reference": f"Patient/{PID}"},
+        {"type": "Patient", "identifier": mrn},
+    ]
+    observations = [_as(o[i], forms[i]) for i in range(len(forms))]
+    contained = dict(
+        _as(o[len(forms)], {"reference": "#p"}),
+        contained=[{"resourceType": "Patient", "id": "p", "identifier": [mrn]}],
+    )
+    prefetch["observations"] = searchset([*observations, contained, *o[len(forms) + 1 :]])
+    data = run(prefetch)
+    assert data.unattributed == 0 and data.dropped_other_patients == 0
+    assert len(data.resources) == 1 + len(o) + len(CASE["encounters"])
+    assert data.counts() == {}
+
+
+def test_unattributable_and_modifier_extension_resources_are_counted() -> None:
+    prefetch = ed_prefetch(CASE)
+    o = CASE["observations"]
+    lost = [
+        _as(o[0], {"reference": "urn:uuid:00000000-0000-4000-8000-00000000dead"}),
+        _as(o[1], {"type": "Patient", "identifier": {"system": "https://x.example", "value": "1"}}),
+        {k: v for k, v in o[2].items() if k != "subject"},
+    ]
+    flagged = dict(o[3], modifierExtension=EXT)
+    prefetch["observations"] = searchset([*lost, flagged, *o[4:]])
+    data = run(prefetch)
+    assert data.unattributed == 3 and data.modifier_extension_skipped == 1
+    assert data.counts() == {"unattributed_resources": 3, "modifier_extension_skipped": 1}
+    assert len(data.resources) == 1 + len(o) - 4 + len(CASE["encounters"])
+
+
+def test_a_fetched_patient_attributes_prefetched_identifier_references() -> None:
+    """Attribution waits for every key: the Patient comes from the server, its identifier
+    attributes Observations the EHR prefetched."""
+    prefetch = ed_prefetch(CASE)
+    del prefetch["patient"]
+    mrn = CASE["patient"]["identifier"][0]
+    o = CASE["observations"]
+    prefetch["observations"] = searchset(
+        [_as(o[0], {"type": "Patient", "identifier": mrn}), *o[1:]]
+    )
+    router = respx.MockRouter(assert_all_mocked=True)
+    router.get(f"{FHIR_BASE}/Patient/{PID}").mock(
+        return_value=httpx.Response(200, json=CASE["patient"])
+    )
+    data = run(prefetch, router)
+    assert data.origin["patient"] == "fetched" and data.unattributed == 0
+    assert len(data.resources) == 1 + len(o) + len(CASE["encounters"])
