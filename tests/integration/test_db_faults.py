@@ -190,3 +190,116 @@ def test_a_production_worker_starts_and_serves_while_the_database_is_down(
         fault.proxy.start()
         assert _wait_for(lambda: fault.count(card) == 1, 30)
         assert _wait_for(lambda: client.get("/readyz").status_code == 200, 30)
+
+
+def test_two_workers_keep_serving_when_one_is_killed_during_an_outage(
+    fault: Fault, tmp_path: Path
+) -> None:
+    """`serve --workers 2` in production on PostgreSQL behind the proxy: the database goes away,
+    a worker is killed with SIGKILL, its replacement starts without the database, the server
+    keeps answering, and every card's row is in the database once when it is back."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from tests.conftest import REPO_ROOT
+    from tests.utils.server import free_port
+
+    engine = make_engine(fault.db.url)  # the deployment's migration step
+    upgrade(engine)
+    engine.dispose()
+    port, spool = free_port(), tmp_path / "spool"
+    env = dict(
+        os.environ,
+        CDS_DATABASE_URL=fault.url,
+        CDS_ENVIRONMENT="production",
+        CDS_PSEUDONYM_KEY="a-production-secret-key-0123",
+        CDS_TRUSTED_ISSUERS=str(fault.callers),
+        CDS_PUBLIC_BASE_URL=PUBLIC_BASE,
+        CDS_SPOOL_DIR=str(spool),
+        CDS_SPOOL_REPLAY_SECONDS="0.5",
+        CDS_AUDIT_BUDGET_MS="200",
+        CDS_LOG_LEVEL="WARNING",
+    )
+    cmd = [sys.executable, "-m", "cds_service.cli", "serve", "--workers", "2"]
+    cmd += ["--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(
+        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    cards: list[str] = []
+
+    def call(client: httpx.Client, pid: str) -> None:
+        now = datetime.now(UTC)
+        case = ed_case(now, pid=pid)
+        body = hook_body(
+            "encounter-start", pid, ed_prefetch(case), encounter_id=case["encounter_id"]
+        )
+        token = sign(fault.key, iss=ISS, aud=AUD)
+        r = client.post(
+            f"/cds-services/{SERVICE}",
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+        )
+        assert r.status_code == 200, r.text
+        cards.append(r.json()["cards"][0]["uuid"])
+
+    def workers() -> set[int]:
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        return {int(c) for c in children if "resource_tracker" not in _cmdline(int(c))}
+
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+
+            def up() -> bool:
+                try:
+                    return client.get("/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            assert _wait_for(up, 90), "server did not start"
+            assert _wait_for(lambda: len(workers()) == 2, 30)
+            for i in range(4):
+                call(client, f"syn-w2-{i}")
+            fault.proxy.stop()
+            for i in range(4, 12):
+                call(client, f"syn-w2-{i}")
+            before = workers()
+            victim = min(before)
+            os.kill(victim, signal.SIGKILL)
+            for i in range(12, 30):  # the other worker answers while the victim is replaced
+                call(client, f"syn-w2-{i}")
+            assert _wait_for(lambda: len(workers()) == 2 and victim not in workers(), 60)
+            assert server.poll() is None, "the server must survive a worker's death"
+            (replacement,) = workers() - before
+
+            def replacement_serves() -> bool:
+                # its spool file (or the one it replays) proves it started without the database
+                call(client, f"syn-w2-{len(cards)}")
+                names = [p.name for p in spool.iterdir()]
+                return any(
+                    n.startswith((f"audit-{replacement}.", f"replaying-{replacement}-"))
+                    for n in names
+                )
+
+            assert _wait_for(replacement_serves, 60), "the replacement worker never served"
+            fault.proxy.start()
+            assert _wait_for(lambda: all(fault.count(u) == 1 for u in cards), 60), (
+                f"{sum(fault.count(u) == 0 for u in cards)} of {len(cards)} rows missing"
+            )
+            assert _wait_for(lambda: not _spooled(spool), 30)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
