@@ -7,6 +7,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -63,6 +64,9 @@ class AuditWriter:
         self.spool = spool
         self.health = health or DatabaseHealth(budget_seconds=0.2)
         self._replay_lock = threading.Lock()
+        # Spooling has threads of its own: worker threads stuck on a stalled database (shadow
+        # rows, the replay) must never delay the fallback that lets a call return.
+        self._spool_threads = anyio.CapacityLimiter(4)
 
     def _insert_ignore(self, conn: sa.Connection, table: str, rows: list[dict[str, Any]]) -> None:
         tbl = TABLES[table]
@@ -102,6 +106,9 @@ class AuditWriter:
         False when spooled (never raises on outage)."""
         if not rows:
             return True
+        if not self.health.available:  # known to be away: do not tie up a thread on it
+            self.spool_rows(table, rows)
+            return False
         try:
             self._commit(table, rows)
             return True
@@ -129,7 +136,7 @@ class AuditWriter:
             log.warning(
                 "audit database unavailable, %d %s row(s) spooled (%s)", len(rows), table, exc
             )
-        await anyio.to_thread.run_sync(self.spool_rows, table, rows)
+        await anyio.to_thread.run_sync(self.spool_rows, table, rows, limiter=self._spool_threads)
         return False
 
     def _write_replayed(self, table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
+import anyio
 import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -42,6 +43,7 @@ class ReplayStore:
         self._engine = engine
         self._health = health or DatabaseHealth(budget_seconds=0.2)
         self._remember = remember
+        self._remember_threads = anyio.CapacityLimiter(2)  # never queued behind stuck threads
         self._memory: dict[str, datetime] = {}
         self._lock = threading.Lock()
         self._inserts = 0
@@ -127,7 +129,9 @@ class ReplayStore:
             if not self._accept_from_memory(key, expires_at, now):
                 return False
             if self._remember is not None:
-                await anyio.to_thread.run_sync(self._remember, key, expires_at)
+                await anyio.to_thread.run_sync(
+                    self._remember, key, expires_at, limiter=self._remember_threads
+                )
             return True
         if first:
             self._accept(key, expires_at, now)
