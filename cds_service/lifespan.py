@@ -89,6 +89,13 @@ def build_authenticator(
     )
 
 
+async def _last_replay(writer: AuditWriter) -> None:
+    """Shut-down: one more replay, but never held by a stalled database (the spool is durable:
+    whatever is not replayed now is replayed by the next worker)."""
+    with anyio.move_on_after(5):
+        await anyio.to_thread.run_sync(writer.replay, abandon_on_cancel=True)
+
+
 async def _clients(
     stack: AsyncExitStack,
     settings: Settings,
@@ -124,7 +131,7 @@ async def _build_state(
         upgrade(engine)
     health = DatabaseHealth(settings.audit_budget_ms / 1000)
     writer = AuditWriter(engine, Spool(settings.spool_dir), health)
-    stack.push_async_callback(anyio.to_thread.run_sync, writer.replay)
+    stack.push_async_callback(_last_replay, writer)
     http, key_http, web_http = await _clients(stack, settings, transport, jwks_transport)
     fhir = FhirClient(
         http,
