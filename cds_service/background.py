@@ -57,8 +57,10 @@ class _ReplayAndPurge:
 
     async def __call__(self) -> None:
         st = self._st
-        if st.writer.spool.pending_files():
-            await anyio.to_thread.run_sync(st.writer.replay)
+        writer = st.writer
+        if not writer.health.available or writer.spool.pending_files():
+            # blocks its worker thread (not the loop) for as long as a stalled database does
+            await anyio.to_thread.run_sync(writer.heal)
         if time.monotonic() - self._last_purge <= PURGE_SECONDS:
             return
         self._last_purge = time.monotonic()

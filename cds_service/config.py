@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     fhir_retries: int = 2
     max_body_bytes: int = 5 * 1024 * 1024
     spool_replay_seconds: float = 5.0
+    # Longest a call waits for the audit write or the jti check before spooling / using memory.
+    audit_budget_ms: int = Field(default=200, gt=0)
+    # Run the migrations at start-up; by default only in development (elsewhere the deployment
+    # runs `cds-service db upgrade` as its own step, so a worker can start without the database).
+    migrate_on_start: bool | None = None
     top_factors: int = 5
 
     @model_validator(mode="after")
@@ -101,6 +106,12 @@ class Settings(BaseSettings):
     def trusted_issuers_path(self) -> Path:
         """In development the quick-start file (`cds-service keys init`) is the default."""
         return self.trusted_issuers or data_dir() / "trusted-callers.json"
+
+    @property
+    def run_migrations_on_start(self) -> bool:
+        if self.migrate_on_start is not None:
+            return self.migrate_on_start
+        return self.environment is Environment.development
 
     @property
     def cors_origin_list(self) -> list[str]:

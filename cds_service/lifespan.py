@@ -1,7 +1,10 @@
 """Start-up and shut-down of the service: everything a request reads is built here, once.
 
 Start-up loads and checks hook definitions and models (a mismatch stops the service), migrates
-the database, replays any spooled audit rows and reads the deployments; shut-down stops the
+the database (in development, or with CDS_MIGRATE_ON_START; elsewhere `cds-service db upgrade` is
+the deployment's own step), replays any spooled audit rows and reads the deployments. Nothing after
+the migrations needs the database: while it is away the worker starts on the models its hook
+definitions name, spools, and the background loops catch up when it returns. Shut-down stops the
 background loops, closes the HTTP clients and replays the spool one last time.
 """
 
@@ -23,6 +26,7 @@ from cds_service.background import start_background
 from cds_service.cds_hooks.fhir_client import FhirClient
 from cds_service.config import Settings
 from cds_service.db.engine import make_engine, upgrade
+from cds_service.db.health import DatabaseHealth
 from cds_service.security.jwks import JwksCache
 from cds_service.security.jwt_auth import Authenticator
 from cds_service.security.replay import ReplayStore
@@ -49,7 +53,11 @@ def warm_up_units(registry: Registry) -> None:
 
 
 def build_authenticator(
-    settings: Settings, engine: Engine, http: httpx.AsyncClient, clock: Clock
+    settings: Settings,
+    engine: Engine,
+    http: httpx.AsyncClient,
+    clock: Clock,
+    writer: AuditWriter | None = None,
 ) -> Authenticator | None:
     if settings.auth_disabled:
         log.warning("JWT verification is OFF (CDS_AUTH_DISABLED, development only)")
@@ -61,14 +69,31 @@ def build_authenticator(
         log.warning("no trusted-callers file: every call gets 401 (run `cds-service keys init`)")
         issuers = {}
     jwks = JwksCache(http, min_refresh_seconds=settings.jwks_min_refresh_seconds)
+    if writer is None:
+        replay = ReplayStore(engine)
+    else:  # jtis accepted from memory during an outage reach the shared store through the spool
+        replay = ReplayStore(
+            engine,
+            writer.health,
+            lambda key, expires: writer.spool_rows(
+                "seen_jti", [{"jti_hash": key, "expires_at": expires}]
+            ),
+        )
     return Authenticator(
         issuers,
         jwks,
-        ReplayStore(engine),
+        replay,
         leeway_seconds=settings.jwt_leeway_seconds,
         max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
         clock=clock,
     )
+
+
+async def _last_replay(writer: AuditWriter) -> None:
+    """Shut-down: one more replay, but never held by a stalled database (the spool is durable:
+    whatever is not replayed now is replayed by the next worker)."""
+    with anyio.move_on_after(5):
+        await anyio.to_thread.run_sync(writer.replay, abandon_on_cancel=True)
 
 
 async def _clients(
@@ -102,9 +127,11 @@ async def _build_state(
     warm_up_units(registry)
     engine = make_engine(settings.database_url)
     stack.callback(engine.dispose)
-    upgrade(engine)
-    writer = AuditWriter(engine, Spool(settings.spool_dir))
-    stack.push_async_callback(anyio.to_thread.run_sync, writer.replay)
+    if settings.run_migrations_on_start:
+        upgrade(engine)
+    health = DatabaseHealth(settings.audit_budget_ms / 1000)
+    writer = AuditWriter(engine, Spool(settings.spool_dir), health)
+    stack.push_async_callback(_last_replay, writer)
     http, key_http, web_http = await _clients(stack, settings, transport, jwks_transport)
     fhir = FhirClient(
         http,
@@ -112,7 +139,7 @@ async def _build_state(
         max_pages=settings.fhir_max_pages,
         max_resources=settings.fhir_max_resources,
     )
-    authenticator = build_authenticator(settings, engine, key_http, clock)
+    authenticator = build_authenticator(settings, engine, key_http, clock, writer)
     sessions = SessionStore(engine)
     state = ServiceState(
         settings, registry, writer, fhir, http, clock, authenticator, sessions, web_http
@@ -131,7 +158,7 @@ def make_lifespan(
         async with AsyncExitStack() as stack:
             state, engine = await _build_state(stack, settings, clock, transport, jwks_transport)
             app.state.cds = state
-            await anyio.to_thread.run_sync(state.writer.replay)
+            await anyio.to_thread.run_sync(state.writer.heal)
             env = settings.environment.value
             await anyio.to_thread.run_sync(state.registry.refresh_deployments, engine, env)
             # A full collection with these libraries loaded costs ~100 ms; freeze start-up

@@ -253,10 +253,11 @@ def call_subject(
     )
 
 
-def audit(
+async def audit(
     st: ServiceState, subject: CallSubject, scored: Scored, result: CardResult, latency_ms: float
 ) -> bool:
-    """One committed (or spooled) row per card; True when the database took it."""
+    """One committed (or spooled) row per card; True when the database took it within the
+    audit budget (off the event loop: a stalled database never holds other calls)."""
     verdict = Verdict(
         role="live",
         shown=result.shown,
@@ -269,7 +270,7 @@ def audit(
     row = AuditRow.build(
         str(result.card.uuid), subject, scored.model, verdict, scored.extraction, latency_ms
     )
-    return st.writer.write("card_audit", [row.as_dict()])
+    return await st.writer.write_within_budget("card_audit", [row.as_dict()])
 
 
 # --- the call -------------------------------------------------------------------------------
@@ -316,7 +317,7 @@ async def _stages(
     result = build_card(st, hook_def, scored, unreadable_lines(data))
     timer.mark("card")
     subject = call_subject(st, hook_def, call, requested_at, caller)
-    stored = audit(st, subject, scored, result, timer.elapsed_ms())
+    stored = await audit(st, subject, scored, result, timer.elapsed_ms())
     timer.mark("audit")
     shadows = st.registry.shadows_for(hook_def)
     _report(span, timer, subject, scored, result, data, stored, len(shadows))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 from fastapi import APIRouter
 from starlette.responses import Response
 
@@ -70,5 +69,5 @@ async def call_service(
 )
 async def feedback(hook_def: HookDef, body: JsonBody, now: Now, writer: WriterDep) -> Response:
     rows = parse_feedback(body, hook_def.id, now)
-    await anyio.to_thread.run_sync(writer.write, "card_feedback", rows)
+    await writer.write_within_budget("card_feedback", rows)
     return json_response({})

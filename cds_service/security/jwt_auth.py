@@ -94,7 +94,7 @@ class Authenticator:
         except JoseError:
             raise AuthError("invalid signature") from None
         self._check_claims(claims, issuer, audiences)
-        return self._first_use(claims, issuer)
+        return await self._first_use(claims, issuer)
 
     def _issuer(self, header: dict[str, Any], unverified: dict[str, Any]) -> TrustedIssuer:
         """The trusted issuer the token names, before any signature work."""
@@ -130,11 +130,11 @@ class Authenticator:
         if issuer.tenant is not None and claims.get("tenant") != issuer.tenant:
             raise AuthError("tenant not allowed for issuer")
 
-    def _first_use(self, claims: dict[str, Any], issuer: TrustedIssuer) -> Caller:
+    async def _first_use(self, claims: dict[str, Any], issuer: TrustedIssuer) -> Caller:
         """Only a token that passed every other check reaches the replay store."""
         jti = str(claims["jti"])
         expires = datetime.fromtimestamp(int(claims["exp"]) + self._leeway, UTC)
-        if not self._replay.first_use(issuer.iss, jti, expires, self._clock()):
+        if not await self._replay.first_use_within_budget(issuer.iss, jti, expires, self._clock()):
             raise AuthError("token replayed (jti already used)")
         sub, tenant = claims.get("sub"), claims.get("tenant")
         return Caller(

@@ -1,7 +1,10 @@
 """``jti`` replay protection in the database, so that every replica sees every token id.
 
-During a database outage the check falls back to this process's memory (logged): the service
-keeps answering, and replay protection narrows to one replica until the database is back.
+The check runs off the event loop within the database budget. During a database outage (or a
+stall past the budget) it falls back to this process's memory (logged): the service keeps
+answering, and replay protection narrows to one replica. Each jti accepted that way is also put in
+the durable spool, and the background replay writes it to the shared store when the database is
+back, so from then on a replay is refused on every replica.
 """
 
 from __future__ import annotations
@@ -9,12 +12,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 
+import anyio
+import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from cds_service.db.health import DatabaseHealth, DatabaseUnavailable
 from cds_service.db.tables import SeenJti
 from fhir_mappers.timeutil import as_utc
 
@@ -22,9 +29,21 @@ log = logging.getLogger("cds_service.security.replay")
 _TABLE: sa.Table = SeenJti.__table__  # type: ignore[attr-defined]
 
 
+# (jti hash, expiry) -> durable record of a jti accepted from memory (blocking)
+Remember = Callable[[str, datetime], None]
+
+
 class ReplayStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        health: DatabaseHealth | None = None,
+        remember: Remember | None = None,
+    ) -> None:
         self._engine = engine
+        self._health = health or DatabaseHealth(budget_seconds=0.2)
+        self._remember = remember
+        self._remember_threads = anyio.CapacityLimiter(2)  # never queued behind stuck threads
         self._memory: dict[str, datetime] = {}
         self._lock = threading.Lock()
         self._inserts = 0
@@ -33,13 +52,13 @@ class ReplayStore:
     def _key(iss: str, jti: str) -> str:
         return hashlib.sha256(f"{iss}\0{jti}".encode()).hexdigest()
 
-    def first_use(self, iss: str, jti: str, expires_at: datetime, now: datetime) -> bool:
-        """True the first time (iss, jti) is seen before it expires; False for a replay."""
-        key = self._key(iss, jti)
+    def _in_memory(self, key: str, now: datetime) -> bool:
         with self._lock:
             remembered = self._memory.get(key)
-            if remembered is not None and remembered > now:
-                return False
+            return remembered is not None and remembered > now
+
+    def _first_in_database(self, key: str, expires_at: datetime, now: datetime) -> bool:
+        """Blocking: True when this is the first use in the shared store; raises on outage."""
         try:
             with self._engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
@@ -47,28 +66,76 @@ class ReplayStore:
                     # could forget a jti, while every call would otherwise pay a second flush.
                     conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
                 conn.execute(_TABLE.insert().values(jti_hash=key, expires_at=expires_at))
+            return True
         except IntegrityError:
-            with self._engine.begin() as conn:
-                row = conn.execute(
-                    sa.select(_TABLE.c.expires_at).where(_TABLE.c.jti_hash == key)
-                ).first()
-            if row is not None and as_utc(row[0]) > now:
-                return False
-            with self._engine.begin() as conn:  # an expired leftover: reuse the slot
-                conn.execute(
-                    _TABLE.update().where(_TABLE.c.jti_hash == key).values(expires_at=expires_at)
-                )
-        except SQLAlchemyError as exc:
-            log.warning("replay store unavailable, checking jti in memory (%s)", type(exc).__name__)
-            with self._lock:
-                if key in self._memory and self._memory[key] > now:
-                    return False
+            pass
+        with self._engine.begin() as conn:
+            row = conn.execute(
+                sa.select(_TABLE.c.expires_at).where(_TABLE.c.jti_hash == key)
+            ).first()
+        if row is not None and as_utc(row[0]) > now:
+            return False
+        with self._engine.begin() as conn:  # an expired leftover: reuse the slot
+            conn.execute(
+                _TABLE.update().where(_TABLE.c.jti_hash == key).values(expires_at=expires_at)
+            )
+        return True
+
+    def _accept(self, key: str, expires_at: datetime, now: datetime) -> None:
         with self._lock:
             self._memory[key] = expires_at
             self._inserts += 1
             if self._inserts % 1000 == 0:
                 self._memory = {k: v for k, v in self._memory.items() if v > now}
+
+    def _accept_from_memory(self, key: str, expires_at: datetime, now: datetime) -> bool:
+        """Outage: decide from this process's memory; False for a replay seen here."""
+        with self._lock:
+            if key in self._memory and self._memory[key] > now:
+                return False
+            self._memory[key] = expires_at  # claimed before the (slow) durable record
         return True
+
+    def first_use(self, iss: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+        """Blocking check (worker threads, tests): True the first time (iss, jti) is seen before
+        it expires; False for a replay."""
+        key = self._key(iss, jti)
+        if self._in_memory(key, now):
+            return False
+        try:
+            first = self._first_in_database(key, expires_at, now)
+        except SQLAlchemyError as exc:
+            log.warning("replay store unavailable, checking jti in memory (%s)", type(exc).__name__)
+            if not self._accept_from_memory(key, expires_at, now):
+                return False
+            if self._remember is not None:
+                self._remember(key, expires_at)
+            return True
+        if first:
+            self._accept(key, expires_at, now)
+        return first
+
+    async def first_use_within_budget(
+        self, iss: str, jti: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """The request path's check: off the event loop, at most the database budget long."""
+        key = self._key(iss, jti)
+        if self._in_memory(key, now):
+            return False
+        try:
+            first = await self._health.call(lambda: self._first_in_database(key, expires_at, now))
+        except DatabaseUnavailable as exc:
+            log.warning("replay store unavailable, checking jti in memory (%s)", exc)
+            if not self._accept_from_memory(key, expires_at, now):
+                return False
+            if self._remember is not None:
+                await anyio.to_thread.run_sync(
+                    self._remember, key, expires_at, limiter=self._remember_threads
+                )
+            return True
+        if first:
+            self._accept(key, expires_at, now)
+        return first
 
     def purge(self, now: datetime) -> int:
         try:

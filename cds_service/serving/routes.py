@@ -32,8 +32,18 @@ async def model_manifest(model: ModelDep) -> Response:
     return json_response(model.manifest)
 
 
+@router.get("/readyz")
+async def ready(state: State) -> Response:
+    """Readiness: cards are served either way, but while the database is away the audit rows go
+    to the spool (read from a flag the writer keeps, never from the database)."""
+    if state.writer.health.available:
+        return json_response({"status": "ready"})
+    return json_response({"status": "degraded: audit spooling"}, status=503)
+
+
 @router.get("/healthz")
 async def health(state: State) -> Response:
+    """Liveness: never touches the database."""
     spool = state.writer.spool
     return json_response(
         {

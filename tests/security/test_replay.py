@@ -80,3 +80,35 @@ def test_database_outage_falls_back_to_memory(tmp_path: Path) -> None:
     assert store.first_use("iss-a", "jti-1", expires, NOW) is True
     assert store.first_use("iss-a", "jti-1", expires, NOW) is False
     engine.dispose()
+
+
+def test_a_jti_accepted_from_memory_during_an_outage_reaches_the_shared_store(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Healing: the jti goes to the spool, the replay writes it (replacing an expired leftover of
+    the same id), and then another replica refuses it."""
+    import sqlite3
+
+    from cds_service.audit.spool import Spool
+    from cds_service.audit.writer import AuditWriter
+
+    expires = NOW + timedelta(minutes=5)
+    old = ReplayStore(engine)
+    assert old.first_use("iss-a", "jti-1", NOW - timedelta(hours=2), NOW - timedelta(hours=3))
+    writer = AuditWriter(engine, Spool(tmp_path / "spool"))
+    replica_a = ReplayStore(
+        engine,
+        writer.health,
+        lambda key, exp: writer.spool_rows("seen_jti", [{"jti_hash": key, "expires_at": exp}]),
+    )
+    blocker = sqlite3.connect(tmp_path / "replay.sqlite3", timeout=0.1, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the database is away for every other connection
+    try:
+        assert replica_a.first_use("iss-a", "jti-1", expires, NOW) is True  # from memory
+        assert replica_a.first_use("iss-a", "jti-1", expires, NOW) is False
+        assert writer.spool.pending_files()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert writer.replay() == 1
+    assert ReplayStore(engine).first_use("iss-a", "jti-1", expires, NOW) is False

@@ -52,7 +52,9 @@ class ServerThread:
 
 
 class TcpProxy:
-    """Loopback TCP proxy that can be cut and restored: a real database outage for tests."""
+    """Loopback TCP proxy that can be cut and restored (a real database outage for tests), or
+    stalled: connections stay open (new ones are accepted) but no byte is forwarded until
+    ``resume()``, like a network partition that drops no connection."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -62,6 +64,14 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def start(self) -> None:
         self._stop.clear()
@@ -97,6 +107,7 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -108,6 +119,7 @@ class TcpProxy:
     def stop(self) -> None:
         """Refuse new connections and cut the open ones."""
         self._stop.set()
+        self._flowing.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
         if self._listener is not None:

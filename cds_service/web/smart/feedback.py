@@ -121,7 +121,7 @@ async def _record_feedback(
         raise SignInError(409, problem, title="Response not recorded")
     answer = _response(form, st.registry.services[service_id])
     row = _feedback_row(str(data["card"]), service_id, answer, now)
-    await anyio.to_thread.run_sync(st.writer.write, "card_feedback", [row])
+    await st.writer.write_within_budget("card_feedback", [row])
     outcome, reason, _comment = answer
     data["feedback"] = {
         "outcome": outcome,

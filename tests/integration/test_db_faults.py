@@ -1,0 +1,305 @@
+"""Serving through PostgreSQL faults, against real servers with the database behind a TCP proxy
+that stalls (connections open, no bytes) or cuts connections.
+
+- A stall costs a call at most its budget: the audit write and the jti check run off the event
+  loop, past the budget the row is spooled and the jti checked in memory; /healthz answers at once
+  and /readyz says the service is degraded. After the stall every row is in the database once.
+- A jti accepted from memory during an outage reaches the shared store when the database is
+  back, so a replay on another replica is refused.
+- A worker starts while the database is down (production: migrations are a deployment step).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body
+from cds_service.config import Settings
+from cds_service.db.engine import make_engine, upgrade
+from cds_service.main import create_app
+from cds_service.security.local_issuer import generate_key, public_jwks, sign
+from tests.utils.server import ServerThread, TcpProxy
+from tests.utils.service import NOW, PUBLIC_BASE, make_settings, new_database
+
+pytestmark = pytest.mark.postgres
+
+ISS = "https://ehr.example.org"
+SERVICE = "ed-admission-risk"
+AUD = f"{PUBLIC_BASE}/cds-services/{SERVICE}"
+STALL_SECONDS = 15.0
+
+
+def _wait_for(predicate: Any, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class Fault:
+    """PostgreSQL (a schema of its own) behind a proxy, and an ES384 caller with inline keys."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.db = new_database("postgres", tmp)
+        self.proxy = TcpProxy("127.0.0.1", 5432)
+        self.proxy.start()
+        self.url = self.db.url.replace("127.0.0.1:5432", f"127.0.0.1:{self.proxy.port}")
+        if str(self.proxy.port) not in self.url:
+            pytest.skip("CDS_TEST_POSTGRES_URL must name 127.0.0.1:5432 for the proxy tests")
+        self.key = generate_key("ES384")
+        self.callers = tmp / "trusted-callers.json"
+        self.callers.write_text(
+            json.dumps([{"iss": ISS, "jwks": public_jwks(self.key), "fhir_servers": []}])
+        )
+
+    def settings(self, tmp: Path, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "auth_disabled": False,
+            "trusted_issuers": self.callers,
+            "audit_budget_ms": 200,
+        }
+        values.update(overrides)
+        return make_settings(self.url, tmp, **values)
+
+    def token(self) -> str:
+        return sign(self.key, iss=ISS, aud=AUD, now=NOW.timestamp())
+
+    def count(self, card_uuid: str) -> int:
+        rows = self.db.rows("SELECT card_uuid FROM card_audit WHERE card_uuid = :u", u=card_uuid)
+        return len(rows)
+
+
+@pytest.fixture
+def fault(tmp_path: Path) -> Iterator[Fault]:
+    f = Fault(tmp_path)
+    try:
+        yield f
+    finally:
+        f.proxy.stop()
+        f.db.close()
+
+
+def _app(settings: Settings) -> Any:
+    router = respx.MockRouter(assert_all_called=False)
+    return create_app(
+        settings, clock=lambda: NOW, transport=httpx.MockTransport(router.async_handler)
+    )
+
+
+def _call(client: httpx.Client, token: str, pid: str, timeout: float = 10.0) -> httpx.Response:
+    case = ed_case(NOW, pid=pid)
+    body = hook_body("encounter-start", pid, ed_prefetch(case), encounter_id=case["encounter_id"])
+    return client.post(
+        f"/cds-services/{SERVICE}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=timeout,
+    )
+
+
+def _spooled(spool: Path) -> list[Path]:
+    return list(spool.glob("*.jsonl"))
+
+
+def test_a_stalled_database_costs_a_call_its_budget_and_loses_no_row(
+    fault: Fault, tmp_path: Path
+) -> None:
+    settings = fault.settings(tmp_path)
+    with ServerThread(_app(settings)) as server, httpx.Client(base_url=server.url) as client:
+        first = _call(client, fault.token(), "syn-stall-0")
+        assert first.status_code == 200, first.text
+        assert fault.count(first.json()["cards"][0]["uuid"]) == 1
+
+        fault.proxy.stall()
+        stall_ends = time.monotonic() + STALL_SECONDS
+        cards = []
+        for i in range(1, 7):
+            # each call within its budget plus slack: far below the stall
+            r = _call(client, fault.token(), f"syn-stall-{i}", timeout=5.0)
+            assert r.status_code == 200, r.text
+            cards.append(r.json()["cards"][0]["uuid"])
+            health = client.get("/healthz", timeout=1.0)
+            assert health.status_code == 200
+        assert time.monotonic() < stall_ends, "calls must not wait for the stalled database"
+        assert _spooled(settings.spool_dir), "rows go to the spool while the database stalls"
+        assert all(fault.count(u) == 0 for u in cards)
+        ready = client.get("/readyz", timeout=1.0)
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "degraded: audit spooling"}
+
+        time.sleep(max(0.0, stall_ends - time.monotonic()))
+        fault.proxy.resume()
+        assert _wait_for(lambda: all(fault.count(u) == 1 for u in cards), 40)
+        assert _wait_for(lambda: not _spooled(settings.spool_dir), 20)
+        assert _wait_for(lambda: client.get("/readyz").status_code == 200, 20)
+        assert all(fault.count(u) == 1 for u in cards)  # exactly once, late writes included
+
+
+def test_a_jti_accepted_during_an_outage_is_refused_on_another_replica_afterwards(
+    fault: Fault, tmp_path: Path
+) -> None:
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_settings = fault.settings(a_dir)
+    b_settings = fault.settings(b_dir)
+    with (
+        ServerThread(_app(a_settings)) as a,
+        ServerThread(_app(b_settings)) as b,
+        httpx.Client(base_url=a.url, timeout=10) as on_a,
+        httpx.Client(base_url=b.url, timeout=10) as on_b,
+    ):
+        assert _call(on_b, fault.token(), "syn-jti-0").status_code == 200  # B's pool is warm
+        fault.proxy.stop()
+        token = fault.token()
+        assert _call(on_a, token, "syn-jti-1").status_code == 200  # accepted from memory
+        assert _call(on_a, token, "syn-jti-1").status_code == 401  # A remembers it
+        fault.proxy.start()
+        assert _wait_for(lambda: not _spooled(a_settings.spool_dir), 30)
+        replay = _call(on_b, token, "syn-jti-1")
+        assert replay.status_code == 401, replay.text
+        assert "replayed" in replay.text
+        assert _wait_for(lambda: on_a.get("/readyz").status_code == 200, 30)
+
+
+def test_a_production_worker_starts_and_serves_while_the_database_is_down(
+    fault: Fault, tmp_path: Path
+) -> None:
+    engine = make_engine(fault.db.url)  # the deployment's migration step, before the outage
+    upgrade(engine)
+    engine.dispose()
+    settings = fault.settings(
+        tmp_path, environment="production", pseudonym_key="a-production-secret-key-0123"
+    )
+    fault.proxy.stop()
+    with ServerThread(_app(settings)) as server, httpx.Client(base_url=server.url) as client:
+        assert client.get("/healthz", timeout=1.0).status_code == 200
+        r = _call(client, fault.token(), "syn-start-1")
+        assert r.status_code == 200, r.text
+        card = r.json()["cards"][0]["uuid"]
+        assert _spooled(settings.spool_dir)
+        assert client.get("/readyz").status_code == 503
+        fault.proxy.start()
+        assert _wait_for(lambda: fault.count(card) == 1, 30)
+        assert _wait_for(lambda: client.get("/readyz").status_code == 200, 30)
+
+
+def test_two_workers_keep_serving_when_one_is_killed_during_an_outage(
+    fault: Fault, tmp_path: Path
+) -> None:
+    """`serve --workers 2` in production on PostgreSQL behind the proxy: the database goes away,
+    a worker is killed with SIGKILL, its replacement starts without the database, the server
+    keeps answering, and every card's row is in the database once when it is back."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from tests.conftest import REPO_ROOT
+    from tests.utils.server import free_port
+
+    engine = make_engine(fault.db.url)  # the deployment's migration step
+    upgrade(engine)
+    engine.dispose()
+    port, spool = free_port(), tmp_path / "spool"
+    env = dict(
+        os.environ,
+        CDS_DATABASE_URL=fault.url,
+        CDS_ENVIRONMENT="production",
+        CDS_PSEUDONYM_KEY="a-production-secret-key-0123",
+        CDS_TRUSTED_ISSUERS=str(fault.callers),
+        CDS_PUBLIC_BASE_URL=PUBLIC_BASE,
+        CDS_SPOOL_DIR=str(spool),
+        CDS_SPOOL_REPLAY_SECONDS="0.5",
+        CDS_AUDIT_BUDGET_MS="200",
+        CDS_LOG_LEVEL="WARNING",
+    )
+    cmd = [sys.executable, "-m", "cds_service.cli", "serve", "--workers", "2"]
+    cmd += ["--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(
+        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    cards: list[str] = []
+
+    def call(client: httpx.Client, pid: str) -> None:
+        now = datetime.now(UTC)
+        case = ed_case(now, pid=pid)
+        body = hook_body(
+            "encounter-start", pid, ed_prefetch(case), encounter_id=case["encounter_id"]
+        )
+        token = sign(fault.key, iss=ISS, aud=AUD)
+        r = client.post(
+            f"/cds-services/{SERVICE}",
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+        )
+        assert r.status_code == 200, r.text
+        cards.append(r.json()["cards"][0]["uuid"])
+
+    def workers() -> set[int]:
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        return {int(c) for c in children if "resource_tracker" not in _cmdline(int(c))}
+
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+
+            def up() -> bool:
+                try:
+                    return client.get("/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            assert _wait_for(up, 90), "server did not start"
+            assert _wait_for(lambda: len(workers()) == 2, 30)
+            for i in range(4):
+                call(client, f"syn-w2-{i}")
+            fault.proxy.stop()
+            for i in range(4, 12):
+                call(client, f"syn-w2-{i}")
+            before = workers()
+            victim = min(before)
+            os.kill(victim, signal.SIGKILL)
+            for i in range(12, 30):  # the other worker answers while the victim is replaced
+                call(client, f"syn-w2-{i}")
+            assert _wait_for(lambda: len(workers()) == 2 and victim not in workers(), 60)
+            assert server.poll() is None, "the server must survive a worker's death"
+            (replacement,) = workers() - before
+
+            def replacement_serves() -> bool:
+                # its spool file (or the one it replays) proves it started without the database
+                call(client, f"syn-w2-{len(cards)}")
+                names = [p.name for p in spool.iterdir()]
+                return any(
+                    n.startswith((f"audit-{replacement}.", f"replaying-{replacement}-"))
+                    for n in names
+                )
+
+            assert _wait_for(replacement_serves, 60), "the replacement worker never served"
+            fault.proxy.start()
+            assert _wait_for(lambda: all(fault.count(u) == 1 for u in cards), 60), (
+                f"{sum(fault.count(u) == 0 for u in cards)} of {len(cards)} rows missing"
+            )
+            assert _wait_for(lambda: not _spooled(spool), 30)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
