@@ -25,7 +25,7 @@ import orjson
 from fhir_mappers.events import index_events, label_for
 from fhir_mappers.extract import aggregate
 from fhir_mappers.facts import normalize
-from fhir_mappers.resources import dedupe, patient_id_of
+from fhir_mappers.resources import dedupe, has_modifier_extension, patient_id_of
 from fhir_mappers.spec import ModelSpec
 
 RESOURCE_TYPES = ("Patient", "Encounter", "Condition", "Observation")
@@ -111,6 +111,11 @@ def _partition(
                     pid = patient_id_of(res) if isinstance(res, dict) else None
                     if pid is None:
                         stats.without_patient += 1
+                        continue
+                    # As at serving: a modifier extension this reader does not understand means
+                    # the resource must not be processed (the byte check keeps reading fast).
+                    if b'"modifierExtension"' in line and has_modifier_extension(res):
+                        stats.warnings["modifier_extension_skipped"] += 1
                         continue
                     stats.resources += 1
                     out = handles[_shard_of(pid, shards)]

@@ -578,3 +578,25 @@ def test_gzip_compressed_export_gives_the_same_table(ed_export, ed_spec, tmp_pat
         plain.dropped_positives,
         plain.resources,
     )
+
+
+def test_resources_with_a_modifier_extension_are_skipped_and_counted(
+    ed_export, ed_spec, fhir, tmp_path
+):
+    """The same rule as serving: a modifier extension no one here understands (here: the heart
+    rate was not measured on this patient) means the resource must not be read."""
+    before = _read_csv_rows(ed_export, ed_spec, tmp_path / "before.csv")
+    odd = fhir.observation("hr-mod", "8867-4", 190, "/min", at="2024-02-01T10:30:00Z", patient="p1")
+    odd["modifierExtension"] = [
+        {"url": "https://example.org/not-this-patient", "valueBoolean": True}
+    ]
+    with (ed_export / "Observation.ndjson").open("a", encoding="utf-8") as out:
+        out.write(json.dumps(odd) + "\n")
+    stats = write_training_table(ed_export, ed_spec, tmp_path / "after.csv")
+    assert stats.warnings["modifier_extension_skipped"] == 1
+    assert _read_csv(tmp_path / "after.csv") == before
+
+
+def _read_csv_rows(export, spec, out):
+    write_training_table(export, spec, out)
+    return _read_csv(out)
