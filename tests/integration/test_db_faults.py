@@ -35,6 +35,7 @@ ISS = "https://ehr.example.org"
 SERVICE = "ed-admission-risk"
 AUD = f"{PUBLIC_BASE}/cds-services/{SERVICE}"
 STALL_SECONDS = 15.0
+SPOOLED_CALLS = 200  # rows in the spool when the server restarts
 
 
 def _wait_for(predicate: Any, timeout: float = 30.0) -> bool:
@@ -303,3 +304,132 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_two_workers_restart_with_a_non_empty_spool_and_replay_it_once(
+    fault: Fault, tmp_path: Path
+) -> None:
+    """Issue 12, failure 1: `serve --workers 2` in production spools during a cut, is stopped
+    with rows in the spool, and is started again on the same spool once the database is back.
+    Both workers replay at start-up; the server stays up, and every acknowledged card's row is
+    in the database exactly once, and the spool is empty (on the old spool the second worker's
+    `unlink()` raised FileNotFoundError and uvicorn stopped the server)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    from tests.conftest import REPO_ROOT
+    from tests.utils.server import free_port
+
+    engine = make_engine(fault.db.url)  # the deployment's migration step
+    upgrade(engine)
+    engine.dispose()
+    port, spool = free_port(), tmp_path / "spool"
+    env = dict(
+        os.environ,
+        CDS_DATABASE_URL=fault.url,
+        CDS_ENVIRONMENT="production",
+        CDS_PSEUDONYM_KEY="a-production-secret-key-0123",
+        CDS_TRUSTED_ISSUERS=str(fault.callers),
+        CDS_PUBLIC_BASE_URL=PUBLIC_BASE,
+        CDS_SPOOL_DIR=str(spool),
+        CDS_SPOOL_REPLAY_SECONDS="0.5",
+        CDS_AUDIT_BUDGET_MS="200",
+        CDS_LOG_LEVEL="WARNING",
+    )
+    cmd = [sys.executable, "-m", "cds_service.cli", "serve", "--workers", "2"]
+    cmd += ["--port", str(port), "--log-level", "warning"]
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def stop(server: subprocess.Popen[bytes]) -> None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+    def workers(server: subprocess.Popen[bytes]) -> set[int]:
+        try:
+            children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text()
+        except OSError:
+            return set()
+        return {int(c) for c in children.split() if "resource_tracker" not in _cmdline(int(c))}
+
+    def spooled_pids() -> set[str]:
+        names = [p.name for p in spool.iterdir()] if spool.exists() else []
+        prefixes = ("audit-", "replaying-")
+        return {n.split(".")[0].split("-")[1] for n in names if n.startswith(prefixes)}
+
+    cards: list[str] = []
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+    def up() -> bool:
+        try:
+            return client.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def call(pid: str) -> None:
+        now = datetime.now(UTC)
+        case = ed_case(now, pid=pid)
+        body = hook_body(
+            "encounter-start", pid, ed_prefetch(case), encounter_id=case["encounter_id"]
+        )
+        token = sign(fault.key, iss=ISS, aud=AUD)
+        r = client.post(
+            f"/cds-services/{SERVICE}",
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+        )
+        assert r.status_code == 200, r.text
+        cards.append(r.json()["cards"][0]["uuid"])
+
+    server = start()
+    try:
+        assert _wait_for(up, 30), "server did not start"
+        assert _wait_for(lambda: len(workers(server)) == 2, 15)
+        fault.proxy.stop()
+
+        def both_spooled() -> bool:
+            call(f"syn-rs-{len(cards)}")
+            return len(spooled_pids()) >= 2
+
+        assert _wait_for(both_spooled, 15), f"spool files of {spooled_pids()} only"
+        with ThreadPoolExecutor(4) as pool:  # enough rows that the two replays overlap
+            list(pool.map(call, [f"syn-rs-x{i}" for i in range(SPOOLED_CALLS)]))
+        stop(server)
+        assert server.returncode is not None
+        held = [p for p in spool.iterdir() if p.name.startswith(("audit-", "replaying-"))]
+        assert sum(len(p.read_text().splitlines()) for p in held) >= len(cards)
+        fault.proxy.start()
+
+        server = start()  # both workers replay the same spool at start-up
+        assert _wait_for(up, 30), "the restarted server did not answer"
+        assert _wait_for(lambda: len(workers(server)) == 2, 15), "both workers must start"
+        deadline = time.monotonic() + 5  # and it stays up
+        while time.monotonic() < deadline:
+            assert server.poll() is None, "the restarted server stopped"
+            assert up(), "the restarted server stopped answering /healthz"
+            time.sleep(0.25)
+        assert len(workers(server)) == 2
+        missing = [u for u in cards if fault.count(u) != 1]
+        assert _wait_for(lambda: all(fault.count(u) == 1 for u in cards), 15), (
+            f"{len(missing)} of {len(cards)} rows not in the database exactly once"
+        )
+        left = [p.name for p in spool.iterdir() if p.name.startswith(("audit-", "replaying-"))]
+        assert _wait_for(
+            lambda: not any(p.name.startswith(("audit-", "replaying-")) for p in spool.iterdir()),
+            10,
+        ), f"spool not empty: {left}"
+    finally:
+        client.close()
+        if server.poll() is None:
+            stop(server)
