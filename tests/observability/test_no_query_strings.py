@@ -94,7 +94,8 @@ def recorded() -> Iterator[tuple[io.StringIO, InMemorySpanExporter]]:
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
-        provider.add_span_processor(QueryStripper())  # as configure_tracing installs it
+    # as configure_tracing installs it (a provider another test set has none; twice is harmless)
+    provider.add_span_processor(QueryStripper())
     spans = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     buffer = io.StringIO()
