@@ -7,29 +7,15 @@ on PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import cds_service.db.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
-from cds_service.db.engine import upgrade
-from tests.utils.service import BACKENDS, Database, new_database
-
-
-@pytest.fixture(params=BACKENDS)
-def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    db = new_database(request.param, tmp_path)
-    try:
-        upgrade(db.engine)
-        yield db
-    finally:
-        db.close()
+from tests.utils.service import Database
 
 
 def _literal(default: str | None) -> str | None:

@@ -4,29 +4,15 @@ database (SQLite and PostgreSQL) and in the docs the quality team reads."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
-from cds_service.db.engine import upgrade
 from cds_service.db.views import VIEWS
 from cds_service.paths import PROJECT_ROOT
-from tests.utils.service import BACKENDS, Database, new_database
+from tests.utils.service import Database
 
 DOCS = PROJECT_ROOT / "docs"
 RESULT_VIEWS = ("v_drift", "v_performance", "v_calibration", "v_subgroups")
-
-
-@pytest.fixture(params=BACKENDS)
-def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    db = new_database(request.param, tmp_path)
-    try:
-        upgrade(db.engine)
-        yield db
-    finally:
-        db.close()
 
 
 def test_migrated_views_have_the_declared_columns(migrated: Database) -> None:

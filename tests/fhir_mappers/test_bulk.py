@@ -27,84 +27,7 @@ from fhir_mappers.bulk import (
     write_training_table,
 )
 from fhir_mappers.events import IndexEvent, index_events, label_for
-
-# --- a tiny ED export -----------------------------------------------------------------------
-
-
-def _ndjson(path: Path, lines: list[Any]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(line if isinstance(line, str) else json.dumps(line))
-            handle.write("\n")
-
-
-def _ed_resources(fhir) -> dict[str, list[dict[str, Any]]]:
-    enc = fhir.encounter
-    obs = fhir.observation
-    return {
-        "Patient": [
-            fhir.patient("p1", "1950-02-01", "male"),  # turns 74 on the day of the first visit
-            fhir.patient("p2", "1990-07-15", "female"),
-            fhir.patient("p3", "1985-01-01", "female"),
-        ],
-        "Encounter": [
-            # p1: ED visit, admitted 6 h later -> label 1
-            enc("e1", "EMER", "2024-02-01T10:00:00Z", priority="EM", patient="p1"),
-            enc("a1", "IMP", "2024-02-01T16:00:00Z", end="2024-02-05T10:00:00Z", patient="p1"),
-            # p1: second ED visit, the admission was cancelled -> label 0
-            enc("e4", "EMER", "2024-03-10T09:00:00+01:00", priority="UR", patient="p1"),
-            enc("a4", "IMP", "2024-03-10T12:00:00Z", status="cancelled", patient="p1"),
-            # p2: ED visit, admitted 49 h later (outside 24 h) -> label 0
-            enc("e2", "EMER", "2024-02-03T08:00:00Z", priority="R", patient="p2"),
-            enc("a2", "IMP", "2024-02-05T09:00:00Z", patient="p2"),
-            # p2: a planned ED encounter is not a prediction moment
-            enc("e5", "EMER", "2024-04-01T08:00:00Z", status="planned", patient="p2"),
-            # p3: ED visit without heart rate or blood pressure -> dropped (missing required)
-            enc("e3", "EMER", "2024-02-04T12:00:00Z", patient="p3"),
-            enc("a3", "ACUTE", "2024-02-04T15:00:00Z", patient="p3"),
-        ],
-        "Observation": [
-            obs("hr1", "8867-4", 118, "/min", at="2024-02-01T10:20:00Z", patient="p1"),
-            fhir.bp_panel("bp1", 92, 55, at="2024-02-01T10:25:00Z", patient="p1"),
-            obs("t1", "8310-5", 102.2, "[degF]", at="2024-02-01T10:21:00Z", patient="p1"),
-            obs("hr4", "8867-4", 84, "/min", at="2024-03-10T09:15:00+01:00", patient="p1"),
-            fhir.bp_panel("bp4", 135, 85, at="2024-03-10T08:20:00Z", patient="p1"),
-            obs("hr2", "8867-4", 72, "/min", at="2024-02-03T08:10:00Z", patient="p2"),
-            obs("hr2b", "8867-4", 76, "/min", at="2024-02-03T08:40:00Z", patient="p2"),
-            fhir.bp_panel("bp2", 121, 79, at="2024-02-03T08:12:00Z", patient="p2"),
-            obs(
-                "hr2x",
-                "8867-4",
-                190,
-                "/min",
-                at="2024-02-03T08:50:00Z",
-                patient="p2",
-                status="entered-in-error",
-            ),
-            obs("t3", "8310-5", 37.1, "Cel", at="2024-02-04T12:05:00Z", patient="p3"),
-        ],
-    }
-
-
-def _write_ed_export(root: Path, fhir, seed: int = 7) -> Path:
-    res = _ed_resources(fhir)
-    rng = random.Random(seed)
-    observations = list(res["Observation"])
-    rng.shuffle(observations)
-    encounters = list(res["Encounter"])
-    rng.shuffle(encounters)
-    root.mkdir(parents=True, exist_ok=True)
-    _ndjson(root / "Patient.ndjson", [*res["Patient"][::-1], "{not json", ""])
-    _ndjson(root / "Encounter.ndjson", encounters)
-    half = len(observations) // 2
-    orphan = fhir.observation("orphan", "8867-4", 60, "/min")
-    del orphan["subject"]
-    _ndjson(root / "Observation.000.ndjson", observations[:half])
-    _ndjson(root / "Observation.001.ndjson", [*observations[half:], orphan, [1, 2]])
-    _ndjson(root / "Condition.ndjson", [])
-    (root / "Medication.ndjson").write_text('{"resourceType": "Medication"}\n', encoding="utf-8")
-    (root / "manifest.json").write_text("{}", encoding="utf-8")
-    return root
+from tests.utils.exports import ed_resources, ndjson, write_ed_export
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -114,7 +37,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture
 def ed_export(tmp_path, fhir) -> Path:
-    return _write_ed_export(tmp_path / "export", fhir)
+    return write_ed_export(tmp_path / "export", fhir)
 
 
 def test_export_files_are_the_known_types_in_a_stable_order(ed_export):
@@ -182,7 +105,7 @@ def test_rows_equal_the_live_extraction(ed_export, ed_spec, fhir):
     """Training rows are computed by exactly the code that serves: same numbers."""
     stats = TableStats()
     rows = list(iter_rows(ed_export, ed_spec, stats))
-    res = _ed_resources(fhir)
+    res = ed_resources(fhir)
     everything = [r for group in res.values() for r in group]
     for row in rows:
         mine = [r for r in everything if f"Patient/{row['patient_id']}" in json.dumps(r)]
@@ -227,8 +150,8 @@ def test_several_shards_give_the_same_rows(ed_export, ed_spec, tmp_path, shard_b
 
 
 def test_file_order_and_shuffling_do_not_change_the_table(tmp_path, fhir, ed_spec):
-    a = _write_ed_export(tmp_path / "a", fhir, seed=1)
-    b = _write_ed_export(tmp_path / "b", fhir, seed=99)
+    a = write_ed_export(tmp_path / "a", fhir, seed=1)
+    b = write_ed_export(tmp_path / "b", fhir, seed=99)
     write_training_table(a, ed_spec, tmp_path / "a.csv")
     write_training_table(b, ed_spec, tmp_path / "b.csv")
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
@@ -248,7 +171,7 @@ def test_export_sha256_follows_content(ed_export, tmp_path, fhir):
     assert len(before) == 64
     assert export_sha256(ed_export) == before
     # the same content elsewhere hashes the same
-    assert export_sha256(_write_ed_export(tmp_path / "copy", fhir)) == before
+    assert export_sha256(write_ed_export(tmp_path / "copy", fhir)) == before
     # files the reader ignores do not count
     (ed_export / "Medication.ndjson").write_text("changed\n", encoding="utf-8")
     assert export_sha256(ed_export) == before
@@ -293,11 +216,11 @@ def _home_export(root: Path, fhir) -> Path:
     observations.append(fhir.observation("c-hr", "8867-4", 66, "/min", patient="c1"))
     rng.shuffle(observations)
     root.mkdir(parents=True, exist_ok=True)
-    _ndjson(
+    ndjson(
         root / "Patient.ndjson",
         [fhir.patient("m1", "1955-03-03", "male"), fhir.patient("c1", "1960-01-01", "female")],
     )
-    _ndjson(
+    ndjson(
         root / "Condition.ndjson",
         [
             fhir.condition("mi", onset=_iso(ONSET), patient="m1"),
@@ -305,7 +228,7 @@ def _home_export(root: Path, fhir) -> Path:
             fhir.condition("htn", (fhir.SNOMED, "38341003"), _iso(ONSET), patient="c1"),
         ],
     )
-    _ndjson(
+    ndjson(
         root / "Encounter.ndjson",
         [
             # unplanned: an ED visit on day 30 -> label 1 for the index days 21 and 28
@@ -319,7 +242,7 @@ def _home_export(root: Path, fhir) -> Path:
     third = len(observations) // 3
     for i in range(3):
         chunk = observations[i * third : (i + 1) * third if i < 2 else None]
-        _ndjson(root / f"Observation.{i}.ndjson", chunk)
+        ndjson(root / f"Observation.{i}.ndjson", chunk)
     return root
 
 

@@ -83,9 +83,9 @@ def test_train_refuses_an_export_whose_required_inputs_drop_the_positives(
     import shutil
 
     from cds_service.training.train import train_model
-    from tests.fhir_mappers.test_bulk import _write_ed_export
+    from tests.utils.exports import write_ed_export
 
-    export = _write_ed_export(tmp_path / "export", fhir)  # p3's admitted visit lacks vitals
+    export = write_ed_export(tmp_path / "export", fhir)  # p3's admitted visit lacks vitals
     models = tmp_path / "models"
     shutil.copytree(MODELS_DIR / "ed-admission", models / "ed-admission")
     before = {f: f.read_bytes() for f in models.rglob("*") if f.is_file()}

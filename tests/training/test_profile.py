@@ -13,7 +13,7 @@ from cds_service.cli import app
 from cds_service.cli.exit_codes import ExitCode
 from cds_service.training.profile import candidates, profile_export, unit_report
 from cds_service.training.profile_report import html_report, text_report
-from tests.fhir_mappers.test_bulk import _write_ed_export
+from tests.utils.exports import write_ed_export
 
 LOINC = "http://loinc.org"
 
@@ -25,7 +25,7 @@ def _add(export: Path, rtype: str, *resources: dict[str, Any]) -> None:
 
 
 def _export(tmp_path: Path, fhir: Any) -> Path:
-    export = _write_ed_export(tmp_path / "export", fhir)
+    export = write_ed_export(tmp_path / "export", fhir)
     glucose_blood = {
         "resourceType": "Observation",
         "id": "g-blood",
