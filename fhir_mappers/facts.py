@@ -248,6 +248,8 @@ def _encounter(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -
         if feat.attribute is None:
             _add(out, idx, when, 1.0, None, ref)
             continue
+        if res.get(feat.attribute) is None:
+            continue  # not recorded (Synthea sends no priority): missing, not a mapping failure
         value = _encounter_attribute(res, feat)
         _add(out, idx, when, value, None if value is not None else "code not in value_map", ref)
 

@@ -8,8 +8,6 @@ loudly at load time, not produce a silently missing feature in a physician's car
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fhir_mappers.timeutil import parse_duration
+from fhir_mappers.valuesets.binding import bind_codes, content_hash, expand_value_map
+from fhir_mappers.valuesets.registry import ValueSetError
 
 SOURCES = ("observation", "encounter", "condition", "patient")
 AGGREGATIONS = (
@@ -61,6 +61,11 @@ class FeatureSpec:
     plausible: tuple[float, float] | None = None
     required: bool = False
     display: str = ""
+    # Canonical url of the bundled value set the codes came from (None: codes listed only);
+    # site terminology extends features by this url.
+    value_set: str | None = None
+    # Value sets named as value_map keys, by canonical url, with the number they map to.
+    value_map_sets: dict[str, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -75,6 +80,7 @@ class IndexSpec:
     codes: tuple[str, ...]
     anchor: str
     offsets: tuple[timedelta, ...]
+    value_set: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,7 @@ class LabelSpec:
     window: Window
     relative_to: str
     exclude_priority: tuple[str, ...] = ()
+    value_set: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +130,16 @@ _FEATURE_KEYS = {
     "window",
     "plausible",
     "required",
+    "value_set",
 }
 _MODEL_KEYS = {"name", "title", "description"}
-_INDEX_KEYS = {"resource", "codes", "anchor", "offsets"}
+_INDEX_KEYS = {"resource", "codes", "value_set", "anchor", "offsets"}
 _LABEL_KEYS = {
     "name",
     "description",
     "resource",
     "codes",
+    "value_set",
     "window",
     "relative_to",
     "exclude_priority",
@@ -162,6 +171,17 @@ def _codes(raw: Any, where: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _bound(raw: dict[str, Any], where: str, *, required: bool) -> tuple[tuple[str, ...], Any]:
+    """Listed ``codes`` plus the codes of the bound ``value_set``, and that set's canonical url."""
+    listed: tuple[str, ...] = ()
+    if "codes" in raw or (required and "value_set" not in raw):
+        listed = _codes(raw.get("codes"), where)
+    try:
+        return bind_codes(listed, raw.get("value_set"))
+    except ValueSetError as exc:
+        raise SpecError(f"{where}: {exc}") from exc
+
+
 def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
     """Validate one ``[[features]]`` entry; checks run in a fixed order, the first failure wins."""
     _no_unknown_keys(raw, _FEATURE_KEYS, where)
@@ -169,10 +189,10 @@ def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
     name, source, agg = raw["name"], raw["source"], raw["aggregation"]
     where = f"{where} ({name})"
     _check_source_and_aggregation(source, agg, where)
-    codes = _codes(raw.get("codes", []), where) if "codes" in raw else ()
+    codes, value_set = _bound(raw, where, required=False)
     window = _window(raw["window"], where) if "window" in raw else None
     attribute = raw.get("attribute")
-    value_map = _value_map(raw.get("value_map", {}), where)
+    value_map, value_map_sets = _value_map(raw.get("value_map", {}), where)
     _check_inputs(source, attribute, window, codes, where)
     _check_unit(raw, source, agg, value_map, where)
     _check_encounter_attribute(source, attribute, value_map, where)
@@ -189,11 +209,13 @@ def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
         codes=codes,
         unit=raw.get("unit"),
         molar_mass=molar_mass,
-        value_map={k: float(v) for k, v in value_map.items()},
+        value_map=value_map,
         attribute=attribute,
         window=window,
         plausible=plausible,
         required=required,
+        value_set=value_set,
+        value_map_sets=value_map_sets,
     )
 
 
@@ -210,12 +232,14 @@ def _check_source_and_aggregation(source: str, agg: str, where: str) -> None:
         raise SpecError(f"{where}: aggregation must be one of {AGGREGATIONS}")
 
 
-def _value_map(raw: Any, where: str) -> dict[str, int | float]:
-    if not isinstance(raw, dict) or not all(
-        isinstance(v, int | float) and "|" in k for k, v in raw.items()
-    ):
-        raise SpecError(f"{where}: value_map maps 'system|code' to a number")
-    return raw
+def _value_map(raw: Any, where: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Coded answers to numbers; a key is one ``system|code`` or a value set (all its codes)."""
+    if not isinstance(raw, dict) or not all(isinstance(v, int | float) for v in raw.values()):
+        raise SpecError(f"{where}: value_map maps 'system|code' or a value set to a number")
+    try:
+        return expand_value_map({str(k): float(v) for k, v in raw.items()})
+    except ValueSetError as exc:
+        raise SpecError(f"{where}: {exc}") from exc
 
 
 def _check_inputs(
@@ -297,11 +321,13 @@ def _index(raw: Any, where: str) -> IndexSpec:
         parsed = tuple(parse_duration(o) for o in offsets)
     except (ValueError, TypeError, AttributeError) as exc:
         raise SpecError(f"{where}: [index] offsets: {exc}") from exc
+    codes, value_set = _bound(raw, f"{where} [index]", required=True)
     return IndexSpec(
         resource=resource,
-        codes=_codes(raw.get("codes"), f"{where} [index]"),
+        codes=codes,
         anchor=str(raw.get("anchor", "start")),
         offsets=parsed,
+        value_set=value_set,
     )
 
 
@@ -314,14 +340,16 @@ def _label(raw: Any, where: str) -> LabelSpec:
         raise SpecError(f"{where}: [label] relative_to must be 'anchor' or 'index'")
     if raw.get("resource") != "Encounter":
         raise SpecError(f"{where}: [label] resource must be Encounter")
+    codes, value_set = _bound(raw, f"{where} [label]", required=True)
     return LabelSpec(
         name=str(raw.get("name", "label")),
         description=str(raw.get("description", "")),
         resource="Encounter",
-        codes=_codes(raw.get("codes"), f"{where} [label]"),
+        codes=codes,
         window=_window(raw.get("window"), f"{where} [label]"),
         relative_to=relative_to,
         exclude_priority=_codes(raw.get("exclude_priority", []), f"{where} [label]"),
+        value_set=value_set,
     )
 
 
@@ -339,16 +367,21 @@ def spec_from_dict(doc: dict[str, Any], where: str = "feature spec") -> ModelSpe
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SpecError(f"{where}: duplicate feature names {duplicates}")
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    index, label = _index(doc.get("index"), where), _label(doc.get("label"), where)
     return ModelSpec(
         name=model["name"],
         title=str(model.get("title", model["name"])),
         description=str(model.get("description", "")),
         features=features,
-        index=_index(doc.get("index"), where),
-        label=_label(doc.get("label"), where),
-        sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+        index=index,
+        label=label,
+        sha256=content_hash(doc, _bound_urls(features, index, label)),
     )
+
+
+def _bound_urls(features: tuple[FeatureSpec, ...], index: IndexSpec, label: LabelSpec) -> set[str]:
+    urls = {u for f in features for u in (f.value_set, *f.value_map_sets) if u is not None}
+    return urls | {u for u in (index.value_set, label.value_set) if u is not None}
 
 
 def load_spec(path: str | Path) -> ModelSpec:
