@@ -311,3 +311,78 @@ def test_the_command_prints_the_page(capsys) -> None:
     assert main(["--markdown", "--models", str(MODELS_DIR)]) == 0
     assert capsys.readouterr().out == models_markdown(MODELS_DIR)
     assert main([]) == 2
+
+
+# --- arrival mode recorded on the Encounter ---------------------------------------------------
+
+MODE_OF_ARRIVAL = "http://hl7.org/fhir/StructureDefinition/encounter-modeOfArrival"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+
+def _ed_with(fhir: Any, **elements: Any) -> dict[str, Any]:
+    ed = fhir.encounter("ed1", "EMER", _at(-30), status="in-progress", priority="UR")
+    ed.update(elements)
+    return ed
+
+
+def test_arrival_mode_extension_on_the_encounter_fills_the_feature(ed_spec, fhir) -> None:
+    ext = {"url": MODE_OF_ARRIVAL, "valueCoding": {"system": ACT_CODE, "code": "AMBGRND"}}
+    out = extract([_ed_with(fhir, extension=[ext])], INDEX, ed_spec)
+    assert out.values["arrival_ambulance"] == 1.0
+    assert [s.reference for s in out.provenance["arrival_ambulance"].sources] == ["Encounter/ed1"]
+    assert sum(out.warnings.values()) == 0
+
+
+def test_admit_source_counts_only_when_it_is_an_arrival_answer(ed_spec, fhir) -> None:
+    from_gp = {
+        "admitSource": fhir.concept(("http://terminology.hl7.org/CodeSystem/admit-source", "gp"))
+    }
+    out = extract([_ed_with(fhir, hospitalization=from_gp)], INDEX, ed_spec)
+    assert out.values["arrival_ambulance"] is None  # "from the GP" says nothing about transport
+    assert sum(out.warnings.values()) == 0
+    by_car = {"admitSource": fhir.concept((ACT_CODE, "PRVTRN"))}
+    out = extract([_ed_with(fhir, hospitalization=by_car)], INDEX, ed_spec)
+    assert out.values["arrival_ambulance"] == 0.0
+
+
+def test_the_later_of_observation_and_encounter_answer_wins(ed_spec, fhir) -> None:
+    ext = {"url": MODE_OF_ARRIVAL, "valueCoding": {"system": ACT_CODE, "code": "PRVTRN"}}
+    answer = fhir.concept((LOINC, "LA9318-2"))
+    obs = fhir.observation("a1", "11459-5", at=_at(-10), valueCodeableConcept=answer)
+    out = extract([_ed_with(fhir, extension=[ext]), obs], INDEX, ed_spec)
+    assert out.values["arrival_ambulance"] == 1.0  # the observation (-10 min) is the latest
+
+
+@pytest.mark.parametrize(
+    "elements",
+    [
+        {"extension": "modeOfArrival"},
+        {"extension": [{"url": MODE_OF_ARRIVAL, "valueCoding": "AMBT"}]},
+        {"hospitalization": ["ambulance"]},
+        {"hospitalization": {"admitSource": {"coding": "AMBT"}}},
+    ],
+)
+def test_a_malformed_arrival_element_is_not_read(ed_spec, fhir, elements) -> None:
+    out = extract([_ed_with(fhir, **elements)], INDEX, ed_spec)
+    assert out.values["arrival_ambulance"] is None
+    assert out.values["triage_urgency"] == 2.0  # the rest of the encounter still counts
+
+
+@pytest.mark.parametrize(
+    ("elements", "message"),
+    [
+        (["hospitalization admitSource"], "encounter_elements are Encounter paths"),
+        ([7], "encounter_elements are Encounter paths"),
+        ("extension:http://x.example/e", "encounter_elements are Encounter paths"),
+    ],
+)
+def test_bad_encounter_elements_refuse_the_spec(spec_doc, elements, message) -> None:
+    feat = obs_feature(value_map={"arrived-by-ambulance": 1}, encounter_elements=elements)
+    with pytest.raises(SpecError, match=message):
+        spec_from_dict(spec_doc(feat))
+
+
+def test_encounter_elements_need_a_coded_observation(spec_doc) -> None:
+    feat = obs_feature(encounter_elements=["hospitalization.admitSource"])
+    with pytest.raises(SpecError, match=r"need a coded observation \(value_map\)"):
+        spec_from_dict(spec_doc(feat))
