@@ -49,16 +49,22 @@ class BundledValueSet:
         return tuple(c.key for c in self.concepts)
 
 
-def parse_value_set(text: str, where: str) -> BundledValueSet:
-    """Validate one ValueSet (R4) and expand its enumerated concepts, in file order."""
+def parse_value_set(
+    text: str, where: str, *, canonical_base: str | None = CANONICAL_BASE
+) -> BundledValueSet:
+    """Validate one ValueSet (R4) and expand its enumerated concepts, in file order.
+
+    Bundled sets live under the project's canonical base; a caller reading someone else's value
+    set (a site's) passes ``canonical_base=None`` and keeps that set's own url.
+    """
     try:
         vs = ValueSet.model_validate_json(text)
     except (ValidationError, ValueError) as exc:
         raise ValueSetError(f"{where}: not a valid FHIR R4 ValueSet ({_first_error(exc)})") from exc
     if not vs.url or not vs.id:
         raise ValueSetError(f"{where}: a bundled value set needs an id and a canonical url")
-    if vs.url != CANONICAL_BASE + vs.id:
-        raise ValueSetError(f"{where}: url must be {CANONICAL_BASE}{vs.id}")
+    if canonical_base is not None and vs.url != canonical_base + vs.id:
+        raise ValueSetError(f"{where}: url must be {canonical_base}{vs.id}")
     return BundledValueSet(
         name=vs.id,
         url=vs.url,

@@ -59,6 +59,11 @@ def test_a_file_that_is_not_json_is_refused_without_echoing_it() -> None:
     assert "secret" not in str(err.value)
 
 
+def test_a_value_set_outside_the_bundle_keeps_its_own_url() -> None:
+    text = _vs(url="https://hospital.example/fhir/ValueSet/x")
+    assert parse_value_set(text, "x.json", canonical_base=None).url.startswith("https://hospital")
+
+
 def test_bundled_sets_are_found_by_name_and_by_canonical_url() -> None:
     assert len(bundled()) == len(list(VALUESET_DIR.glob("*.json")))
     by_name = resolve("glucose")
