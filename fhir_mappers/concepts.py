@@ -49,3 +49,30 @@ def match_codes(concept: Any, lookup: dict[str, dict[str, tuple[int, ...]]]) -> 
                 if hit is not None:
                     found = hit if not found else tuple(sorted(set(found + hit)))
     return found
+
+
+def element_concepts(resource: dict[str, Any], path: str) -> list[Any]:
+    """The CodeableConcepts (or Codings) at an element path of a resource, repeats flattened.
+
+    ``hospitalization.admitSource`` walks nested elements; ``extension:<url>`` takes the
+    valueCoding or valueCodeableConcept of the resource's extensions with that url. Anything not
+    shaped as FHIR writes it yields nothing: the caller treats that as "not recorded here".
+    """
+    if path.startswith("extension:"):
+        url = path.removeprefix("extension:")
+        extensions = resource.get("extension")
+        if type(extensions) is not list:
+            return []
+        return [
+            ext.get("valueCoding", ext.get("valueCodeableConcept"))
+            for ext in extensions
+            if type(ext) is dict and ext.get("url") == url
+        ]
+    nodes: list[Any] = [resource]
+    for name in path.split("."):
+        step: list[Any] = []
+        for node in nodes:
+            value = node.get(name) if type(node) is dict else None
+            step.extend(value if type(value) is list else [value])
+        nodes = [n for n in step if n is not None]
+    return nodes

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from fhir_mappers.concepts import coding_keys, malformed_concept, match_codes
+from fhir_mappers.concepts import coding_keys, element_concepts, malformed_concept, match_codes
 from fhir_mappers.spec import FeatureSpec, ModelSpec
 from fhir_mappers.timeutil import cached_time, observation_time, parse_fhir_datetime
 from fhir_mappers.units import DEFAULT_CONVERTER, UnitConverter
@@ -58,6 +58,8 @@ class CompiledSpec:
     condition_codes: dict[str, tuple[int, ...]]
     encounter_features: tuple[int, ...]
     needs_patient: bool
+    # (feature index, Encounter element path) for coded observations also recorded on Encounters
+    encounter_elements: tuple[tuple[int, str], ...] = ()
 
 
 _COMPILED: dict[int, CompiledSpec] = {}
@@ -90,6 +92,9 @@ def compile_spec(spec: ModelSpec) -> CompiledSpec:
         condition_codes={k: tuple(v) for k, v in cond.items()},
         encounter_features=tuple(enc),
         needs_patient=any(f.source == "patient" for f in spec.features),
+        encounter_elements=tuple(
+            (i, path) for i, f in enumerate(spec.features) for path in f.encounter_elements
+        ),
     )
     _COMPILED[id(spec)] = compiled
     return compiled
@@ -248,8 +253,29 @@ def _encounter(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -
         if feat.attribute is None:
             _add(out, idx, when, 1.0, None, ref)
             continue
+        if res.get(feat.attribute) is None:
+            continue  # not recorded (Synthea sends no priority): missing, not a mapping failure
         value = _encounter_attribute(res, feat)
         _add(out, idx, when, value, None if value is not None else "code not in value_map", ref)
+
+
+def _encounter_elements(res: dict[str, Any], compiled: CompiledSpec, out: PatientFacts) -> None:
+    """A coded answer recorded on the Encounter (arrival mode) counts at the encounter's start.
+
+    Only codes in the feature's value_map count: an element such as admitSource carries other
+    meanings too ("from the GP"), which are not an unmapped answer to the feature's question.
+    """
+    if not compiled.encounter_elements or res.get("status") in EXCLUDED_ENCOUNTER_STATUSES:
+        return
+    features = compiled.spec.features
+    for idx, path in compiled.encounter_elements:
+        value_map = features[idx].value_map
+        keys = [k for c in element_concepts(res, path) for k in coding_keys(c) if k in value_map]
+        if keys:
+            period = res.get("period")
+            start = period.get("start") if isinstance(period, dict) else None
+            when = cached_time(start, out.warnings)
+            _add(out, idx, when, value_map[keys[0]], None, f"Encounter/{res.get('id', '?')}")
 
 
 def condition_onset(res: dict[str, Any]) -> Any:
@@ -324,6 +350,7 @@ def normalize(
                 _observation(res, compiled, out, conv)
             elif rtype == "Encounter":
                 _encounter(res, compiled, out)
+                _encounter_elements(res, compiled, out)
             elif rtype == "Condition":
                 _condition(res, compiled, out)
             elif rtype == "Patient" and compiled.needs_patient:

@@ -8,15 +8,27 @@ loudly at load time, not produce a silently missing feature in a physician's car
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from fhir_mappers.spec_fields import SpecError as SpecError
+from fhir_mappers.spec_fields import Window as Window
+from fhir_mappers.spec_fields import (
+    no_unknown_keys,
+    parse_codes,
+    parse_encounter_elements,
+    parse_molar_mass,
+    parse_plausible,
+    parse_required,
+    parse_window,
+    require_text,
+)
 from fhir_mappers.timeutil import parse_duration
+from fhir_mappers.valuesets.binding import bind_codes, content_hash, expand_value_map
+from fhir_mappers.valuesets.registry import ValueSetError
 
 SOURCES = ("observation", "encounter", "condition", "patient")
 AGGREGATIONS = (
@@ -34,18 +46,6 @@ PATIENT_ATTRIBUTES = ("age_years", "sex_male")
 ENCOUNTER_ATTRIBUTES = ("priority", "class", "type")
 
 
-class SpecError(ValueError):
-    """A feature spec that cannot be used; the message names the file and the feature."""
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """Half-open interval ``(index + start, index + end]`` for the data a feature may use."""
-
-    start: timedelta
-    end: timedelta
-
-
 @dataclass(frozen=True, slots=True)
 class FeatureSpec:
     name: str
@@ -61,6 +61,14 @@ class FeatureSpec:
     plausible: tuple[float, float] | None = None
     required: bool = False
     display: str = ""
+    # Canonical url of the bundled value set the codes came from (None: codes listed only);
+    # site terminology extends features by this url.
+    value_set: str | None = None
+    # Value sets named as value_map keys, by canonical url, with the number they map to.
+    value_map_sets: dict[str, float] = field(default_factory=dict)
+    # Encounter elements that carry the same coded answer (arrival mode on the Encounter, e.g.
+    # "extension:<url>" or "hospitalization.admitSource"), read besides the observation.
+    encounter_elements: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -75,6 +83,7 @@ class IndexSpec:
     codes: tuple[str, ...]
     anchor: str
     offsets: tuple[timedelta, ...]
+    value_set: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +95,7 @@ class LabelSpec:
     window: Window
     relative_to: str
     exclude_priority: tuple[str, ...] = ()
+    value_set: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,77 +119,72 @@ class ModelSpec:
         raise KeyError(name)
 
 
-_FEATURE_KEYS = {
-    "name",
-    "description",
-    "display",
-    "source",
-    "aggregation",
-    "codes",
-    "unit",
-    "molar_mass",
-    "value_map",
-    "attribute",
-    "window",
-    "plausible",
-    "required",
-}
+_FEATURE_KEYS = set(
+    [
+        "name",
+        "description",
+        "display",
+        "source",
+        "aggregation",
+        "codes",
+        "value_set",
+        "unit",
+        "molar_mass",
+        "value_map",
+        "attribute",
+        "window",
+        "plausible",
+        "required",
+        "encounter_elements",
+    ]
+)
 _MODEL_KEYS = {"name", "title", "description"}
-_INDEX_KEYS = {"resource", "codes", "anchor", "offsets"}
-_LABEL_KEYS = {
-    "name",
-    "description",
-    "resource",
-    "codes",
-    "window",
-    "relative_to",
-    "exclude_priority",
-}
+_INDEX_KEYS = {"resource", "codes", "value_set", "anchor", "offsets"}
+_LABEL_KEYS = set(
+    [
+        "name",
+        "description",
+        "resource",
+        "codes",
+        "value_set",
+        "window",
+        "relative_to",
+        "exclude_priority",
+    ]
+)
 _TOP_KEYS = {"model", "index", "label", "features"}
 
 
-def _no_unknown_keys(raw: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = set(raw) - allowed
-    if unknown:
-        raise SpecError(f"{where}: unknown keys {sorted(unknown)}")
-
-
-def _window(raw: Any, where: str) -> Window:
-    if not (isinstance(raw, list) and len(raw) == 2 and all(isinstance(x, str) for x in raw)):
-        raise SpecError(f"{where}: window must be two ISO 8601 durations, e.g. ['-PT6H', 'PT0S']")
+def _bound(raw: dict[str, Any], where: str, *, required: bool) -> tuple[tuple[str, ...], Any]:
+    """Listed ``codes`` plus the codes of the bound ``value_set``, and that set's canonical url."""
+    listed: tuple[str, ...] = ()
+    if "codes" in raw or (required and "value_set" not in raw):
+        listed = parse_codes(raw.get("codes"), where)
     try:
-        start, end = parse_duration(raw[0]), parse_duration(raw[1])
-    except ValueError as exc:
+        return bind_codes(listed, raw.get("value_set"))
+    except ValueSetError as exc:
         raise SpecError(f"{where}: {exc}") from exc
-    if start >= end:
-        raise SpecError(f"{where}: window start must be before its end")
-    return Window(start, end)
-
-
-def _codes(raw: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(raw, list) or not all(isinstance(c, str) and "|" in c for c in raw):
-        raise SpecError(f"{where}: codes must be a list of 'system|code' strings")
-    return tuple(raw)
 
 
 def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
     """Validate one ``[[features]]`` entry; checks run in a fixed order, the first failure wins."""
-    _no_unknown_keys(raw, _FEATURE_KEYS, where)
-    _require_text(raw, ("name", "description", "source", "aggregation"), where)
+    no_unknown_keys(raw, _FEATURE_KEYS, where)
+    require_text(raw, ("name", "description", "source", "aggregation"), where)
     name, source, agg = raw["name"], raw["source"], raw["aggregation"]
     where = f"{where} ({name})"
     _check_source_and_aggregation(source, agg, where)
-    codes = _codes(raw.get("codes", []), where) if "codes" in raw else ()
-    window = _window(raw["window"], where) if "window" in raw else None
+    codes, value_set = _bound(raw, where, required=False)
+    window = parse_window(raw["window"], where) if "window" in raw else None
     attribute = raw.get("attribute")
-    value_map = _value_map(raw.get("value_map", {}), where)
+    value_map, value_map_sets = _value_map(raw.get("value_map", {}), where)
     _check_inputs(source, attribute, window, codes, where)
     _check_unit(raw, source, agg, value_map, where)
     _check_encounter_attribute(source, attribute, value_map, where)
     _check_event_aggregation(source, attribute, agg, where)
-    plausible = _plausible(raw.get("plausible"), where)
-    required = _required_flag(raw.get("required", False), where)
-    molar_mass = _molar_mass(raw.get("molar_mass"), where)
+    elements = parse_encounter_elements(raw.get("encounter_elements", []), source, value_map, where)
+    plausible = parse_plausible(raw.get("plausible"), where)
+    required = parse_required(raw.get("required", False), where)
+    molar_mass = parse_molar_mass(raw.get("molar_mass"), where)
     return FeatureSpec(
         name=name,
         description=raw["description"],
@@ -189,18 +194,15 @@ def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
         codes=codes,
         unit=raw.get("unit"),
         molar_mass=molar_mass,
-        value_map={k: float(v) for k, v in value_map.items()},
+        value_map=value_map,
         attribute=attribute,
         window=window,
         plausible=plausible,
         required=required,
+        value_set=value_set,
+        value_map_sets=value_map_sets,
+        encounter_elements=elements,
     )
-
-
-def _require_text(raw: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
-    for key in keys:
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise SpecError(f"{where}: '{key}' is required")
 
 
 def _check_source_and_aggregation(source: str, agg: str, where: str) -> None:
@@ -210,12 +212,14 @@ def _check_source_and_aggregation(source: str, agg: str, where: str) -> None:
         raise SpecError(f"{where}: aggregation must be one of {AGGREGATIONS}")
 
 
-def _value_map(raw: Any, where: str) -> dict[str, int | float]:
-    if not isinstance(raw, dict) or not all(
-        isinstance(v, int | float) and "|" in k for k, v in raw.items()
-    ):
-        raise SpecError(f"{where}: value_map maps 'system|code' to a number")
-    return raw
+def _value_map(raw: Any, where: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Coded answers to numbers; a key is one ``system|code`` or a value set (all its codes)."""
+    if not isinstance(raw, dict) or not all(isinstance(v, int | float) for v in raw.values()):
+        raise SpecError(f"{where}: value_map maps 'system|code' or a value set to a number")
+    try:
+        return expand_value_map({str(k): float(v) for k, v in raw.items()})
+    except ValueSetError as exc:
+        raise SpecError(f"{where}: {exc}") from exc
 
 
 def _check_inputs(
@@ -261,34 +265,10 @@ def _check_event_aggregation(source: str, attribute: Any, agg: str, where: str) 
         raise SpecError(f"{where}: {source} features aggregate with count or days_since")
 
 
-def _plausible(raw: Any, where: str) -> tuple[float, float] | None:
-    if raw is None:
-        return None
-    valid = isinstance(raw, list) and len(raw) == 2
-    valid = valid and all(isinstance(x, int | float) and not isinstance(x, bool) for x in raw)
-    if not (valid and raw[0] < raw[1]):
-        raise SpecError(f"{where}: plausible must be [low, high]")
-    return (float(raw[0]), float(raw[1]))
-
-
-def _required_flag(raw: Any, where: str) -> bool:
-    if not isinstance(raw, bool):
-        raise SpecError(f"{where}: required must be true or false")
-    return raw
-
-
-def _molar_mass(raw: Any, where: str) -> float | None:
-    if raw is None:
-        return None
-    if not (isinstance(raw, int | float) and raw > 0):
-        raise SpecError(f"{where}: molar_mass must be a positive number in g/mol")
-    return float(raw)
-
-
 def _index(raw: Any, where: str) -> IndexSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: [index] table is required")
-    _no_unknown_keys(raw, _INDEX_KEYS, f"{where} [index]")
+    no_unknown_keys(raw, _INDEX_KEYS, f"{where} [index]")
     resource = raw.get("resource")
     if resource not in ("Encounter", "Condition"):
         raise SpecError(f"{where}: [index] resource must be Encounter or Condition")
@@ -297,31 +277,35 @@ def _index(raw: Any, where: str) -> IndexSpec:
         parsed = tuple(parse_duration(o) for o in offsets)
     except (ValueError, TypeError, AttributeError) as exc:
         raise SpecError(f"{where}: [index] offsets: {exc}") from exc
+    codes, value_set = _bound(raw, f"{where} [index]", required=True)
     return IndexSpec(
         resource=resource,
-        codes=_codes(raw.get("codes"), f"{where} [index]"),
+        codes=codes,
         anchor=str(raw.get("anchor", "start")),
         offsets=parsed,
+        value_set=value_set,
     )
 
 
 def _label(raw: Any, where: str) -> LabelSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: [label] table is required")
-    _no_unknown_keys(raw, _LABEL_KEYS, f"{where} [label]")
+    no_unknown_keys(raw, _LABEL_KEYS, f"{where} [label]")
     relative_to = raw.get("relative_to", "anchor")
     if relative_to not in ("anchor", "index"):
         raise SpecError(f"{where}: [label] relative_to must be 'anchor' or 'index'")
     if raw.get("resource") != "Encounter":
         raise SpecError(f"{where}: [label] resource must be Encounter")
+    codes, value_set = _bound(raw, f"{where} [label]", required=True)
     return LabelSpec(
         name=str(raw.get("name", "label")),
         description=str(raw.get("description", "")),
         resource="Encounter",
-        codes=_codes(raw.get("codes"), f"{where} [label]"),
-        window=_window(raw.get("window"), f"{where} [label]"),
+        codes=codes,
+        window=parse_window(raw.get("window"), f"{where} [label]"),
         relative_to=relative_to,
-        exclude_priority=_codes(raw.get("exclude_priority", []), f"{where} [label]"),
+        exclude_priority=parse_codes(raw.get("exclude_priority", []), f"{where} [label]"),
+        value_set=value_set,
     )
 
 
@@ -329,8 +313,8 @@ def spec_from_dict(doc: dict[str, Any], where: str = "feature spec") -> ModelSpe
     model = doc.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         raise SpecError(f"{where}: [model] with a name is required")
-    _no_unknown_keys(doc, _TOP_KEYS, where)
-    _no_unknown_keys(model, _MODEL_KEYS, f"{where} [model]")
+    no_unknown_keys(doc, _TOP_KEYS, where)
+    no_unknown_keys(model, _MODEL_KEYS, f"{where} [model]")
     raw_features = doc.get("features")
     if not isinstance(raw_features, list) or not raw_features:
         raise SpecError(f"{where}: at least one [[features]] entry is required")
@@ -339,16 +323,21 @@ def spec_from_dict(doc: dict[str, Any], where: str = "feature spec") -> ModelSpe
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SpecError(f"{where}: duplicate feature names {duplicates}")
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    index, label = _index(doc.get("index"), where), _label(doc.get("label"), where)
     return ModelSpec(
         name=model["name"],
         title=str(model.get("title", model["name"])),
         description=str(model.get("description", "")),
         features=features,
-        index=_index(doc.get("index"), where),
-        label=_label(doc.get("label"), where),
-        sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+        index=index,
+        label=label,
+        sha256=content_hash(doc, _bound_urls(features, index, label)),
     )
+
+
+def _bound_urls(features: tuple[FeatureSpec, ...], index: IndexSpec, label: LabelSpec) -> set[str]:
+    urls = {u for f in features for u in (f.value_set, *f.value_map_sets) if u is not None}
+    return urls | {u for u in (index.value_set, label.value_set) if u is not None}
 
 
 def load_spec(path: str | Path) -> ModelSpec:

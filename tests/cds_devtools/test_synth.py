@@ -7,7 +7,6 @@ docs/synthetic-data.md, so drift in any of these would break far more than this 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ import orjson
 import pytest
 
 from cds_devtools.synth import RESOURCE_TYPES, generate_cohort
+from fhir_mappers import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_FILES = sorted((ROOT / "models").glob("*/features.toml"))
@@ -48,15 +48,16 @@ def when(text: str) -> datetime:
 
 
 def spec_codes() -> set[str]:
+    """Every code the specs read, value sets expanded (what the loader matches on)."""
     codes: set[str] = set()
     for path in SPEC_FILES:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        for feature in doc["features"]:
-            codes.update(feature.get("codes", []))
-            codes.update(feature.get("value_map", {}))
-        codes.update(doc["index"]["codes"])
-        codes.update(doc["label"]["codes"])
-        codes.update(doc["label"].get("exclude_priority", []))
+        spec = load_spec(path)
+        for feature in spec.features:
+            codes.update(feature.codes)
+            codes.update(feature.value_map)
+        codes.update(spec.index.codes)
+        codes.update(spec.label.codes)
+        codes.update(spec.label.exclude_priority)
     return codes
 
 

@@ -278,6 +278,10 @@ def test_encounter_priority_attribute(ed_spec, fhir):
     no_priority = fhir.encounter("ed2", "EMER", _at(-1), status="in-progress")
     out = extract([no_priority], INDEX, ed_spec)
     assert out.values["triage_urgency"] is None
+    assert sum(out.warnings.values()) == 0  # not recorded is missing, not a mapping failure
+    unmapped = fhir.encounter("ed3", "EMER", _at(-1), status="in-progress", priority="XX")
+    out = extract([unmapped], INDEX, ed_spec)
+    assert out.values["triage_urgency"] is None
     assert out.warnings["code_not_in_value_map"] == 1
 
 

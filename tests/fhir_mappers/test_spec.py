@@ -151,8 +151,8 @@ _DROP = object()
         ({"unit": _DROP, "aggregation": "mean"}, "needs a canonical 'unit'"),
         ({"unit": _DROP, "aggregation": "slope_per_day"}, "needs a canonical 'unit'"),
         # value map, plausible range, molar mass
-        ({"value_map": {"ambulance": 1}}, "value_map maps 'system|code' to a number"),
-        ({"value_map": {"s|ambulance": "yes"}}, "value_map maps 'system|code' to a number"),
+        ({"value_map": {"ambulance": 1}}, "unknown value set 'ambulance'"),
+        ({"value_map": {"s|ambulance": "yes"}}, "or a value set to a number"),
         ({"value_map": ["s|a"]}, "value_map maps"),
         ({"plausible": [300, 20]}, "plausible must be [low, high]"),
         ({"plausible": [20, 20]}, "plausible must be [low, high]"),
