@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # runs `cds-service db upgrade` as its own step, so a worker can start without the database).
     migrate_on_start: bool | None = None
     top_factors: int = 5
+    # A hospital's local codes (FHIR ConceptMap/ValueSet JSON files); docs/terminology-site.md.
+    site_terminology_dir: Path | None = None
+    # Who the deployment trail names for changes the service records itself (default: the
+    # process user), e.g. a change of site terminology.
+    operator: str | None = None
 
     @model_validator(mode="after")
     def _secrets_outside_development(self) -> Settings:

@@ -61,6 +61,7 @@ class FeatureSpec:
     plausible: tuple[float, float] | None = None
     required: bool = False
     display: str = ""
+    value_set: str | None = None  # canonical url of the bundled value set the codes come from
 
     @property
     def label(self) -> str:
