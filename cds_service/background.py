@@ -85,7 +85,11 @@ class _TerminologyTrail:
         self._done = False
 
     async def __call__(self) -> None:
-        from cds_service.lifecycle.site_terminology import operator_name, record_site_terminology
+        from cds_service.lifecycle.site_terminology import (
+            RECORDED_ENVIRONMENTS,
+            operator_name,
+            record_site_terminology,
+        )
 
         if self._done:
             return
@@ -102,6 +106,9 @@ class _TerminologyTrail:
             log.warning("site terminology not recorded yet, retried (%s)", type(exc).__name__)
             return
         self._done = True
+        self._st.registry.site_trail = (
+            "checked" if settings.environment.value in RECORDED_ENVIRONMENTS else "not kept here"
+        )
         if appended:
             log.info("site terminology %s recorded", self._st.registry.site.sha256[:12])
 

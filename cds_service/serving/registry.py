@@ -37,6 +37,9 @@ class Registry:
     models_dir: Path = field(default_factory=Path)
     serving: dict[str, Serving] = field(default_factory=dict)
     site: SiteTerminology = NO_SITE_TERMINOLOGY
+    # Whether the deployment trail shows ``site`` for this environment: pending until the
+    # database answered once (start-up never waits for it).
+    site_trail: str = "pending"
 
     def model_for(self, hook_def: HookDefinition) -> LoadedModel:
         current = self.serving.get(hook_def.model)
