@@ -52,6 +52,7 @@ def write_site(folder: Path, *resources: dict[str, Any]) -> Path:
 def localize_glucose(res: dict[str, Any]) -> dict[str, Any]:
     """The same Observation as the lab system sends it: its local code instead of LOINC."""
     coding = (res.get("code") or {}).get("coding") or []
-    if res.get("resourceType") == "Observation" and any(c.get("code") == "2345-7" for c in coding):
+    loinc = {"2345-7", "14749-6"}  # glucose in serum/plasma, mass and substance concentration
+    if res.get("resourceType") == "Observation" and any(c.get("code") in loinc for c in coding):
         res = dict(res, code={"coding": [{"system": LAB, "code": LOCAL_GLUCOSE}]})
     return res
