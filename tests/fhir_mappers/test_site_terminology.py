@@ -275,3 +275,21 @@ def test_unused_entries_are_reported_not_refused(ed_spec: ModelSpec, mi_spec: Mo
     assert apply_site_terminology(ed_spec, terms).feature("glucose").codes[-1] == f"{LAB}|GLU"
     unused = unused_site_entries(terms, [ed_spec, mi_spec])
     assert len(unused) == 1 and "element 'NA'" in unused[0]
+
+
+def test_the_documented_examples_do_what_the_docs_say(ed_spec: ModelSpec) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "terminology-site.md"
+    blocks = docs.read_text(encoding="utf-8").split("```json\n")[1:]
+    concept_map_doc, value_set_doc = (json.loads(b.split("```", 1)[0]) for b in blocks[:2])
+    mapped = apply_site_terminology(ed_spec, site(concept_map_doc))
+    assert extract([glucose_obs("GLU-P")], NOW, mapped).values["glucose"] is not None
+    extended = apply_site_terminology(bound(ed_spec), site(value_set_doc))
+    assert f"{LAB}|GLU-P" in extended.feature("glucose").codes
+    assert EMPTY_TERMINOLOGY_SHA256 in docs.read_text(encoding="utf-8")
+
+
+def test_rows_from_before_the_column_carry_the_empty_hash() -> None:
+    migration = (
+        Path(__file__).resolve().parents[2] / "sql/migrations/versions/0005_site_terminology.py"
+    )
+    assert f'NO_SITE_TERMINOLOGY = "{EMPTY_TERMINOLOGY_SHA256}"' in migration.read_text()
