@@ -203,9 +203,11 @@ def _start_checked(servers: list[ServerThread]) -> None:
         server.__enter__()
     for server in servers:
         with httpx.Client(base_url=server.url) as client:
-            assert _wait_for(
-                lambda c=client: c.get("/healthz").json()["site_terminology"]["trail"] != "pending"
-            )
+
+            def checked(c: httpx.Client = client) -> bool:
+                return bool(c.get("/healthz").json()["site_terminology"]["trail"] != "pending")
+
+            assert _wait_for(checked)
 
 
 def _stop(servers: list[ServerThread]) -> None:
