@@ -56,7 +56,17 @@ def _describe(roles: Roles) -> str:
 
 
 def _bound(spec: ModelSpec, urls: tuple[str, ...]) -> list[FeatureSpec]:
-    return [f for f in spec.features if getattr(f, "value_set", None) in urls]
+    return [f for f in spec.features if f.value_set in urls]
+
+
+def _bound_events(spec: ModelSpec, urls: tuple[str, ...]) -> set[Role]:
+    """Index-event and label codes bound to one of ``urls`` (when the spec binds them)."""
+    out: set[Role] = set()
+    if getattr(spec.index, "value_set", None) in urls:
+        out.add(("index",))
+    if getattr(spec.label, "value_set", None) in urls:
+        out.add(("label",))
+    return out
 
 
 def _claims(spec: ModelSpec, site: SiteTerminology) -> dict[str, list[tuple[Roles, str]]]:
@@ -75,7 +85,9 @@ def _claims(spec: ModelSpec, site: SiteTerminology) -> dict[str, list[tuple[Role
                     f"{ext.where}: feature {feat.name} of model {spec.name} maps codes to "
                     "numbers; add local codes through a ConceptMap to one of its codes"
                 )
-        bound = frozenset(("feature", f.name) for f in features)
+        bound = frozenset(
+            {("feature", f.name) for f in features} | _bound_events(spec, ext.value_sets)
+        )
         for code in ext.codes if bound else ():
             claims.setdefault(code, []).append((bound, ext.where))
     for code, said in claims.items():
@@ -163,5 +175,9 @@ def unused_site_entries(site: SiteTerminology, specs: Iterable[ModelSpec]) -> li
     specs = list(specs)
     used = set().union(*(_roles(s) for s in specs)) if specs else set()
     out = [f"{m.where} (-> {m.target})" for m in site.mappings if m.target not in used]
-    out += [e.where for e in site.extensions if not any(_bound(s, e.value_sets) for s in specs)]
+    out += [
+        e.where
+        for e in site.extensions
+        if not any(_bound(s, e.value_sets) or _bound_events(s, e.value_sets) for s in specs)
+    ]
     return out
