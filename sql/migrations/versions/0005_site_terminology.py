@@ -49,6 +49,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP VIEW v_cards")
-    with op.batch_alter_table("card_audit") as batch:
-        batch.drop_column("terminology_sha256")
+    # SQLite >= 3.35 drops a column in place; a batch copy would break the views on card_audit
+    op.execute("ALTER TABLE card_audit DROP COLUMN terminology_sha256")
     op.execute(_V_CARDS_0001)
