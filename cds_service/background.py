@@ -1,5 +1,6 @@
 """Work a running replica does besides answering calls: replaying the audit spool, picking up
-promotions, purging expired token ids and sessions, and (when configured) monitoring.
+promotions, recording a change of site terminology in the deployment trail, purging expired
+token ids and sessions, and (when configured) monitoring.
 
 Each loop sleeps until its interval passes or the service stops; none of them may stop the
 service by failing.
@@ -40,8 +41,12 @@ def start_background(tg: TaskGroup, st: ServiceState, engine: Engine, stop: anyi
     env = settings.environment.value
     tg.start_soon(_every, settings.spool_replay_seconds, stop, _ReplayAndPurge(st))
 
+    trail = _TerminologyTrail(st, engine)
+    tg.start_soon(trail)
+
     async def refresh_deployments() -> None:
         await anyio.to_thread.run_sync(st.registry.refresh_deployments, engine, env)
+        await trail()
 
     tg.start_soon(_every, settings.deployment_refresh_seconds, stop, refresh_deployments)
     if settings.monitor_interval_seconds > 0:
@@ -68,6 +73,44 @@ class _ReplayAndPurge:
             await anyio.to_thread.run_sync(st.authenticator.purge_expired)
         if st.sessions is not None:
             await anyio.to_thread.run_sync(st.sessions.purge)
+
+
+class _TerminologyTrail:
+    """Record the site terminology this replica serves with once the database answers (start-up
+    never waits for it); the check and the append share the deployments lock."""
+
+    def __init__(self, st: ServiceState, engine: Engine) -> None:
+        self._st = st
+        self._engine = engine
+        self._done = False
+
+    async def __call__(self) -> None:
+        from cds_service.lifecycle.site_terminology import (
+            RECORDED_ENVIRONMENTS,
+            operator_name,
+            record_site_terminology,
+        )
+
+        if self._done:
+            return
+        settings = self._st.settings
+        try:
+            appended = await anyio.to_thread.run_sync(
+                record_site_terminology,
+                self._engine,
+                settings.environment.value,
+                self._st.registry.site,
+                operator_name(settings.operator),
+            )
+        except Exception as exc:  # database away; runs outside _every at start, so never raise
+            log.warning("site terminology not recorded yet, retried (%s)", type(exc).__name__)
+            return
+        self._done = True
+        self._st.registry.site_trail = (
+            "checked" if settings.environment.value in RECORDED_ENVIRONMENTS else "not kept here"
+        )
+        if appended:
+            log.info("site terminology %s recorded", self._st.registry.site.sha256[:12])
 
 
 class _Monitor:

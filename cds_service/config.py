@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cds_service.paths import data_dir, hooks_dir, models_dir
@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     # runs `cds-service db upgrade` as its own step, so a worker can start without the database).
     migrate_on_start: bool | None = None
     top_factors: int = 5
+    # A hospital's local codes (FHIR ConceptMap/ValueSet JSON files); docs/terminology-site.md.
+    site_terminology_dir: Path | None = None
+    # Who the deployment trail names for changes the service records itself (default: the
+    # process user), e.g. a change of site terminology.
+    operator: str | None = None
+
+    @field_validator("site_terminology_dir", mode="before")
+    @classmethod
+    def _empty_is_no_folder(cls, value: object) -> object:
+        """CDS_SITE_TERMINOLOGY_DIR= (empty) means none, never the working directory."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _secrets_outside_development(self) -> Settings:

@@ -34,6 +34,7 @@ from cds_service.security.trusted_callers import load_trusted_callers
 from cds_service.serving.registry import Registry, load_registry
 from cds_service.state import Clock, ServiceState
 from cds_service.web.sessions import SessionStore
+from fhir_mappers.site_terminology import TerminologyError, load_site_terminology
 from fhir_mappers.units import DEFAULT_CONVERTER
 
 log = logging.getLogger("cds_service")
@@ -123,7 +124,12 @@ async def _build_state(
     transport: httpx.AsyncBaseTransport | None,
     jwks_transport: httpx.AsyncBaseTransport | None,
 ) -> tuple[ServiceState, Engine]:
-    registry = load_registry(settings.hooks_dir, settings.models_dir)
+    try:
+        site = load_site_terminology(settings.site_terminology_dir)
+        registry = load_registry(settings.hooks_dir, settings.models_dir, site)
+    except TerminologyError as exc:
+        log.error("site terminology refused, not starting: %s", exc)
+        raise
     warm_up_units(registry)
     engine = make_engine(settings.database_url)
     stack.callback(engine.dispose)

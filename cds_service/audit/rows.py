@@ -26,6 +26,8 @@ class ModelIdentity(Protocol):
     def version(self) -> str: ...
     @property
     def artifact_sha256(self) -> str: ...
+    @property
+    def terminology_sha256(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ class AuditRow:
     mapper_warnings: str
     summary: str
     caller_iss: str | None
+    terminology_sha256: str
 
     @classmethod
     def build(
@@ -120,6 +123,7 @@ class AuditRow:
             mapper_warnings=columns["mapper_warnings"],
             summary=verdict.summary,
             caller_iss=subject.caller_iss,
+            terminology_sha256=model.terminology_sha256,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -3,13 +3,49 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cds_service.cli.common import fail
 from cds_service.cli.exit_codes import ExitCode
 from cds_service.paths import data_dir, models_dir
+
+if TYPE_CHECKING:
+    from fhir_mappers.site_terminology import SiteTerminology
+    from fhir_mappers.spec import ModelSpec
+
+SiteDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--site-terminology",
+        envvar="CDS_SITE_TERMINOLOGY_DIR",
+        help="Folder of the hospital's ConceptMap/ValueSet JSON files (local codes).",
+    ),
+]
+
+
+def _site(folder: Path | None) -> SiteTerminology:
+    from fhir_mappers.site_terminology import TerminologyError, load_site_terminology
+
+    try:
+        return load_site_terminology(folder)
+    except TerminologyError as exc:
+        raise fail(f"site terminology refused: {exc}", ExitCode.BAD_INPUT) from exc
+
+
+def _spec(model: str, site: SiteTerminology) -> ModelSpec:
+    """The model's spec with the site's local codes; a refusal names the file and element."""
+    from fhir_mappers.site_binding import apply_site_terminology
+    from fhir_mappers.site_terminology import TerminologyError
+    from fhir_mappers.spec import SpecError, load_spec
+
+    try:
+        return apply_site_terminology(load_spec(models_dir() / model / "features.toml"), site)
+    except SpecError as exc:
+        raise fail(str(exc), ExitCode.BAD_INPUT) from exc
+    except TerminologyError as exc:
+        raise fail(f"site terminology refused: {exc}", ExitCode.BAD_INPUT) from exc
 
 
 def train(
@@ -20,19 +56,29 @@ def train(
     version: Annotated[str | None, typer.Option(help="Version (default: training.toml).")] = None,
     models: Annotated[Path | None, typer.Option(help="Models root folder.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    site_terminology: SiteDir = None,
 ) -> None:
     """Train, calibrate and evaluate a model; write its artifact, manifest and model card."""
     from cds_service.training.config import ConfigError
     from cds_service.training.train import train_model
+    from fhir_mappers.site_terminology import TerminologyError
     from fhir_mappers.spec import SpecError
 
+    site = _site(site_terminology)
     root = models or models_dir()
     if not (root / model / "features.toml").is_file():
         raise fail(f"no models/{model}/features.toml under {root}", ExitCode.BAD_INPUT)
     try:
         result = train_model(
-            model, models_dir=root, export_dir=export, version=version, progress=progress
+            model,
+            models_dir=root,
+            export_dir=export,
+            version=version,
+            progress=progress,
+            site=site,
         )
+    except TerminologyError as exc:
+        raise fail(f"site terminology refused: {exc}", ExitCode.BAD_INPUT) from exc
     except (SpecError, ConfigError, FileNotFoundError) as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from exc
     except ValueError as exc:
@@ -46,6 +92,7 @@ def train(
     test = result.manifest["metrics"]["test"]
     typer.echo(f"model: {result.directory}")
     typer.echo(f"sha256: {result.model_sha256}")
+    typer.echo(f"site terminology sha256: {site.sha256} ({len(site.files)} files)")
     typer.echo(
         f"test AUROC {test['auroc']}, AUPRC {test['auprc']}, Brier {test['brier']}, "
         f"calibration intercept {test['calibration_intercept']}, "
@@ -58,16 +105,18 @@ def table(
     export: Annotated[Path, typer.Option(help="FHIR Bulk export folder.")] = Path("data/synth"),
     out: Annotated[Path | None, typer.Option(help="CSV to write.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    site_terminology: SiteDir = None,
 ) -> None:
     """Build the training table (one row per index event, with the label) as CSV."""
     from cds_service.training.population import population_summary
     from fhir_mappers.bulk import write_training_table
-    from fhir_mappers.spec import load_spec
 
-    spec = load_spec(models_dir() / model / "features.toml")
+    site = _site(site_terminology)
+    spec = _spec(model, site)
     target = out or data_dir() / "tables" / f"{model}.csv"
     stats = write_training_table(export, spec, target, progress=progress)
     typer.echo(f"{target}: {stats.resources} resources from {stats.patients} patients")
+    typer.echo(f"site terminology sha256: {site.sha256} ({len(site.files)} files)")
     for line in population_summary(stats):
         typer.echo(line)
     if stats.warnings:
@@ -81,17 +130,17 @@ def profile(
     export: Annotated[Path, typer.Option(help="FHIR Bulk export folder.")] = Path("data/synth"),
     out: Annotated[Path | None, typer.Option(help="HTML report to write.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    site_terminology: SiteDir = None,
 ) -> None:
     """Data coverage of an export for a model: features filled, look-alike codes not mapped,
     units, label balance of rows a required input would drop."""
     from cds_service.training.profile import profile_export
     from cds_service.training.profile_report import html_report, text_report
-    from fhir_mappers.spec import SpecError, load_spec
 
+    spec = _spec(model, _site(site_terminology))
     try:
-        spec = load_spec(models_dir() / model / "features.toml")
         result = profile_export(export, spec, model, progress=progress)
-    except (SpecError, FileNotFoundError) as exc:
+    except FileNotFoundError as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from exc
     for line in text_report(result, spec):
         typer.echo(line)

@@ -15,15 +15,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from cds_service.db.locks import AdvisoryLock, transaction_lock
 from cds_service.db.tables import Deployment
+from fhir_mappers.site_terminology import EMPTY_TERMINOLOGY_SHA256
 
 TABLE: sa.Table = Deployment.__table__  # type: ignore[attr-defined]
 GENESIS = "0" * 64
 ROLES = ("live", "shadow")
 ENVIRONMENTS = ("development", "acceptance", "production")
+# Records about the site terminology (local codes) rather than a model version: model_name is
+# this reserved name (never a model folder) and artifact_sha256 the terminology hash.
+TERMINOLOGY_RECORD = "site-terminology"
+TERMINOLOGY_ACTION = "terminology"
 HASHED_FIELDS = (
     "model_name",
     "model_version",
@@ -59,20 +64,52 @@ def record_hash(record: dict[str, Any]) -> str:
 def append_record(engine: Engine, record: dict[str, Any]) -> dict[str, Any]:
     """Append one record, chained to the last one, in a single transaction."""
     with engine.begin() as conn:
-        transaction_lock(conn, AdvisoryLock.DEPLOYMENTS)
-        if conn.dialect.name == "sqlite":
-            conn.execute(sa.text("UPDATE deployments SET id = id WHERE 0"))  # take the write lock
-        last = conn.execute(
-            sa.select(TABLE.c.record_hash).order_by(TABLE.c.id.desc()).limit(1)
+        _lock(conn)
+        return _append_locked(conn, record)
+
+
+def append_terminology_change(
+    engine: Engine, environment: str, sha256: str, record: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Append ``record`` when ``environment``'s latest recorded site terminology (none recorded:
+    no site terminology) differs from ``sha256``. Checked under the deployments lock, so
+    workers starting together record one change once."""
+    with engine.begin() as conn:
+        _lock(conn)
+        latest = conn.execute(
+            sa.select(TABLE.c.artifact_sha256)
+            .where(
+                TABLE.c.model_name == TERMINOLOGY_RECORD,
+                TABLE.c.action == TERMINOLOGY_ACTION,
+                TABLE.c.environment == environment,
+            )
+            .order_by(TABLE.c.id.desc())
+            .limit(1)
         ).scalar()
-        row = dict(record)
-        row.setdefault("created_at", datetime.now(UTC))
-        row.setdefault("override", False)
-        row.setdefault("override_reason", None)
-        row["created_at"] = row["created_at"].astimezone(UTC)
-        row["prev_hash"] = last or GENESIS
-        row["record_hash"] = record_hash(row)
-        conn.execute(TABLE.insert().values(**row))
+        if (latest or EMPTY_TERMINOLOGY_SHA256) == sha256:
+            return None
+        return _append_locked(conn, record)
+
+
+def _lock(conn: Connection) -> None:
+    transaction_lock(conn, AdvisoryLock.DEPLOYMENTS)
+    if conn.dialect.name == "sqlite":
+        conn.execute(sa.text("UPDATE deployments SET id = id WHERE 0"))  # take the write lock
+
+
+def _append_locked(conn: Connection, record: dict[str, Any]) -> dict[str, Any]:
+    """The next record, chained to the last one (the caller holds the lock)."""
+    last = conn.execute(
+        sa.select(TABLE.c.record_hash).order_by(TABLE.c.id.desc()).limit(1)
+    ).scalar()
+    row = dict(record)
+    row.setdefault("created_at", datetime.now(UTC))
+    row.setdefault("override", False)
+    row.setdefault("override_reason", None)
+    row["created_at"] = row["created_at"].astimezone(UTC)
+    row["prev_hash"] = last or GENESIS
+    row["record_hash"] = record_hash(row)
+    conn.execute(TABLE.insert().values(**row))
     return row
 
 
@@ -105,7 +142,7 @@ def current_state(records: list[dict[str, Any]], environment: str) -> dict[str, 
     """Replay the records of one environment: model name -> live version and shadow versions."""
     state: dict[str, ModelState] = {}
     for row in records:
-        if row["environment"] != environment:
+        if row["environment"] != environment or row["action"] == TERMINOLOGY_ACTION:
             continue
         s = state.setdefault(row["model_name"], ModelState())
         version, action, role = row["model_version"], row["action"], row["role"]

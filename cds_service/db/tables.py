@@ -11,6 +11,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from fhir_mappers.site_terminology import EMPTY_TERMINOLOGY_SHA256
+
 # Columns the migrations give a server default (rows written by SQL alone still get a value).
 _EMPTY_DEFAULT = {"server_default": ""}
 
@@ -42,6 +44,13 @@ class CardAudit(SQLModel, table=True):
     mapper_warnings: str = Field(sa_type=sa.Text)
     summary: str = Field(sa_type=sa.Text)
     caller_iss: str | None = Field(default=None, max_length=256)
+    # Site terminology (local codes) the inputs were read with; rows from before the column:
+    # the hash of no site terminology, which is what they were read with.
+    terminology_sha256: str = Field(
+        default=EMPTY_TERMINOLOGY_SHA256,
+        max_length=64,
+        sa_column_kwargs={"server_default": EMPTY_TERMINOLOGY_SHA256},
+    )
 
 
 class CardFeedback(SQLModel, table=True):

@@ -62,6 +62,7 @@ V_CARDS = _view(
     ("features", _TEXT),
     ("missing_features", _TEXT),
     ("summary", _TEXT),
+    ("terminology_sha256", _STR),
 )
 V_FEEDBACK = _view(
     "v_feedback",

@@ -22,6 +22,7 @@ from cds_service.lifecycle.promotion import (
     retire_shadow,
     rollback,
 )
+from cds_service.lifecycle.site_terminology import operator_name, record_site_terminology
 
 __all__ = [
     "ENVIRONMENTS",
@@ -37,9 +38,11 @@ __all__ = [
     "derive_outcomes",
     "evaluate",
     "export_time",
+    "operator_name",
     "predictions_in_environment",
     "promote",
     "record_hash",
+    "record_site_terminology",
     "retire_shadow",
     "rollback",
     "verify_chain",

@@ -15,6 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from fhir_mappers.site_binding import apply_site_terminology
+from fhir_mappers.site_terminology import (
+    EMPTY_TERMINOLOGY_SHA256,
+    NO_SITE_TERMINOLOGY,
+    SiteTerminology,
+)
 from fhir_mappers.spec import ModelSpec, load_spec
 
 
@@ -40,6 +46,8 @@ class LoadedModel:
     _booster: Any
     _a: float
     _b: float
+    # Site terminology the spec was extended with (the spec's own sha256 stays as trained).
+    terminology_sha256: str = EMPTY_TERMINOLOGY_SHA256
 
     @property
     def feature_names(self) -> list[str]:
@@ -65,7 +73,11 @@ class LoadedModel:
         )
 
 
-def load_model(models_dir: Path, name: str, version: str) -> LoadedModel:
+def load_model(
+    models_dir: Path, name: str, version: str, site: SiteTerminology = NO_SITE_TERMINOLOGY
+) -> LoadedModel:
+    """Check the artifact against the spec as trained, then add the site's local codes (a
+    ``TerminologyError`` when they would change what an input means)."""
     import lightgbm as lgb
 
     folder = models_dir / name / version
@@ -100,11 +112,12 @@ def load_model(models_dir: Path, name: str, version: str) -> LoadedModel:
     return LoadedModel(
         name=name,
         version=version,
-        spec=spec,
+        spec=apply_site_terminology(spec, site),
         manifest=manifest,
         artifact_sha256=sha,
         model_card_md=card,
         _booster=booster,
         _a=float(cal["a"]),
         _b=float(cal["b"]),
+        terminology_sha256=site.sha256,
     )

@@ -17,6 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from cds_service.db.deployments import all_records, current_state
 from cds_service.serving.hook_defs import HookDefinition, load_hook_definitions
 from cds_service.serving.model_runtime import LoadedModel, ModelLoadError, load_model
+from fhir_mappers.site_binding import unused_site_entries
+from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology, TerminologyError
 from fhir_mappers.spec import ModelSpec, SpecError, load_spec
 
 log = logging.getLogger("cds_service.serving.registry")
@@ -34,6 +36,10 @@ class Registry:
     models: dict[tuple[str, str], LoadedModel]
     models_dir: Path = field(default_factory=Path)
     serving: dict[str, Serving] = field(default_factory=dict)
+    site: SiteTerminology = NO_SITE_TERMINOLOGY
+    # Whether the deployment trail shows ``site`` for this environment: pending until the
+    # database answered once (start-up never waits for it).
+    site_trail: str = "pending"
 
     def model_for(self, hook_def: HookDefinition) -> LoadedModel:
         current = self.serving.get(hook_def.model)
@@ -48,7 +54,7 @@ class Registry:
     def _load(self, name: str, version: str) -> LoadedModel:
         key = (name, version)
         if key not in self.models:
-            self.models[key] = load_model(self.models_dir, name, version)
+            self.models[key] = load_model(self.models_dir, name, version, self.site)
         return self.models[key]
 
     def refresh_deployments(self, engine: Engine, environment: str) -> bool:
@@ -67,7 +73,7 @@ class Registry:
             try:
                 live = self._load(model_name, live_version)
                 shadows = tuple(self._load(model_name, v) for v in (entry.shadows if entry else []))
-            except (ModelLoadError, SpecError, OSError) as exc:
+            except (ModelLoadError, SpecError, TerminologyError, OSError) as exc:
                 log.error(
                     "cannot load deployed %s: %s; keeping the previous models", model_name, exc
                 )
@@ -87,7 +93,11 @@ class Registry:
         return False
 
 
-def load_registry(hooks_dir: Path, models_dir: Path) -> Registry:
+def load_registry(
+    hooks_dir: Path, models_dir: Path, site: SiteTerminology = NO_SITE_TERMINOLOGY
+) -> Registry:
+    """Hook definitions and their models, with the site's local codes added (checked per model:
+    a mapping that would change an input's meaning or unit stops the start-up)."""
     specs: dict[str, ModelSpec] = {}
 
     def spec_for(name: str) -> ModelSpec:
@@ -100,5 +110,14 @@ def load_registry(hooks_dir: Path, models_dir: Path) -> Registry:
     for d in defs:
         key = (d.model, d.model_version)
         if key not in models:
-            models[key] = load_model(models_dir, d.model, d.model_version)
-    return Registry(services={d.id: d for d in defs}, models=models, models_dir=models_dir)
+            models[key] = load_model(models_dir, d.model, d.model_version, site)
+    unused = unused_site_entries(site, (m.spec for m in models.values()))
+    if unused:  # a national lab map covers far more codes than the models read
+        log.warning(
+            "site terminology: %d of its entries map to codes no served model uses, e.g. %s",
+            len(unused),
+            "; ".join(unused[:3]),
+        )
+    return Registry(
+        services={d.id: d for d in defs}, models=models, models_dir=models_dir, site=site
+    )

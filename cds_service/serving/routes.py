@@ -52,5 +52,10 @@ async def health(state: State) -> Response:
             "services": sorted(state.registry.services),
             "spooled_audit_files": len(spool.pending_files()),
             "dead_letter_files": len(list(spool.directory.glob("dead-letter-*"))),
+            "site_terminology": {
+                "sha256": state.registry.site.sha256,
+                "files": len(state.registry.site.files),
+                "trail": state.registry.site_trail,
+            },
         }
     )

@@ -31,6 +31,8 @@ from cds_service.training.config import TrainingConfig, load_training_config
 from cds_service.training.model_card import render_model_card
 from cds_service.training.population import check_population
 from fhir_mappers.bulk import TableStats, export_sha256, iter_rows
+from fhir_mappers.site_binding import apply_site_terminology
+from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology
 from fhir_mappers.spec import ModelSpec, load_spec
 
 MANIFEST_SCHEMA = 1
@@ -173,11 +175,14 @@ def train_model(
     export_dir: Path | None = None,
     version: str | None = None,
     progress: bool = False,
+    site: SiteTerminology = NO_SITE_TERMINOLOGY,
 ) -> TrainResult:
+    """``site``: the hospital's local codes, read into the table like at serving; the spec hash
+    in the manifest stays the file's, the terminology hash is recorded beside it."""
     import lightgbm as lgb
 
     model_dir = models_dir / model_name
-    spec = load_spec(model_dir / "features.toml")
+    spec = apply_site_terminology(load_spec(model_dir / "features.toml"), site)
     cfg = load_training_config(model_dir / "training.toml")
     export = export_dir or (PROJECT_ROOT / cfg.export)
     version = version or cfg.version
@@ -245,6 +250,8 @@ def train_model(
         ],
         "feature_names": spec.feature_names,
         "feature_spec_sha256": spec.sha256,
+        "terminology_sha256": site.sha256,
+        "site_terminology_files": list(site.files),
         "calibration": {"method": "platt", "a": a, "b": b},
         "training_data": {
             "export_sha256": stats.export_sha256,

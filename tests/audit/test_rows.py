@@ -36,6 +36,7 @@ class _Model:
     name: str = "ed-admission"
     version: str = "1.0.0"
     artifact_sha256: str = "a" * 64
+    terminology_sha256: str = "b" * 64
 
 
 def _row(verdict: Verdict) -> AuditRow:

@@ -1,0 +1,58 @@
+"""A synthetic hospital's local lab codes: the site folder and the resources that use them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+LAB = "https://lab.example-hospital.nl/codes"
+LOINC = "http://loinc.org"
+LOCAL_GLUCOSE = "GLU-P"
+
+
+def glucose_concept_map(
+    equivalence: str = "equivalent", unit: str | None = "mmol/L", extra_target: str | None = None
+) -> dict[str, Any]:
+    """The docs' example: the lab's plasma glucose code is LOINC 2345-7."""
+    target: dict[str, Any] = {"code": "2345-7", "equivalence": equivalence}
+    if unit is not None:
+        target["product"] = [
+            {"property": "unit", "system": "http://unitsofmeasure.org", "value": unit}
+        ]
+    targets = [target]
+    if extra_target:
+        targets.append({"code": extra_target, "equivalence": "equivalent"})
+    return {
+        "resourceType": "ConceptMap",
+        "id": "lab-to-loinc",
+        "url": "https://lab.example-hospital.nl/fhir/ConceptMap/lab-to-loinc",
+        "status": "active",
+        "group": [
+            {
+                "source": LAB,
+                "target": LOINC,
+                "element": [{"code": LOCAL_GLUCOSE, "display": "Glucose (P)", "target": targets}],
+            }
+        ],
+    }
+
+
+def write_site(folder: Path, *resources: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.json"):
+        old.unlink()
+    for i, res in enumerate(resources):
+        (folder / f"{i:02d}-{res['resourceType'].lower()}.json").write_text(
+            json.dumps(res, indent=2), encoding="utf-8"
+        )
+    return folder
+
+
+def localize_glucose(res: dict[str, Any]) -> dict[str, Any]:
+    """The same Observation as the lab system sends it: its local code instead of LOINC."""
+    coding = (res.get("code") or {}).get("coding") or []
+    loinc = {"2345-7", "14749-6"}  # glucose in serum/plasma, mass and substance concentration
+    if res.get("resourceType") == "Observation" and any(c.get("code") in loinc for c in coding):
+        res = dict(res, code={"coding": [{"system": LAB, "code": LOCAL_GLUCOSE}]})
+    return res
