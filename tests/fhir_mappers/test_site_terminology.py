@@ -238,7 +238,11 @@ def test_site_value_set_extends_the_bound_feature(ed_spec: ModelSpec) -> None:
     mapped = apply_site_terminology(bound(ed_spec), site(vs))
     assert f"{LAB}|GLU" in mapped.feature("glucose").codes
     assert mapped.sha256 == ed_spec.sha256
-    unrelated = apply_site_terminology(ed_spec, site(vs))  # nothing bound to that url
+    unbound = dataclasses.replace(
+        ed_spec,
+        features=tuple(dataclasses.replace(f, value_set=None) for f in ed_spec.features),
+    )
+    unrelated = apply_site_terminology(unbound, site(vs))  # nothing bound to that url
     assert unrelated.feature("glucose").codes == ed_spec.feature("glucose").codes
 
 
