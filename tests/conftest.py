@@ -293,14 +293,23 @@ def fhir() -> SimpleNamespace:
     return FHIR
 
 
+PHI_SWEEP_TEST = "test_end_to_end_suite_logs_no_patient_data"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The PHI sweep reads what every other test logged, so it runs last."""
+    items.sort(key=lambda item: item.name == PHI_SWEEP_TEST)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def debug_log_capture() -> Iterator[None]:
-    """With CDS_TEST_LOG_FILE set (the PHI sweep), log everything at DEBUG and record spans,
-    through the production logging configuration, into that file."""
+def debug_log_capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Log everything at DEBUG and record spans, through the production logging configuration,
+    into one file for the whole run (CDS_TEST_LOG_FILE, else a session temporary file): the PHI
+    sweep then searches what the whole suite produced, without running the suite twice."""
     path = os.environ.get("CDS_TEST_LOG_FILE")
     if not path:
-        yield
-        return
+        path = str(tmp_path_factory.mktemp("phi-sweep") / "debug.log")
+        os.environ["CDS_TEST_LOG_FILE"] = path
     import logging
 
     from opentelemetry.sdk.trace.export import SpanExportResult
