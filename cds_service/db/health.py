@@ -4,8 +4,8 @@ while the database is known to be away.
 A call that exceeds its budget is abandoned (its worker thread finishes or fails on its own) and
 the caller falls back (the audit row to the spool, the jti to memory). After the first failure
 the database is marked down, so later calls fall back at once instead of each paying the budget;
-the background loop marks it up again once a probe or a spool replay succeeds. Readiness
-(``/readyz``) reads the same flag, never the database.
+the background loop marks it up again once a spool replay and a probe succeed. Readiness
+(``/readyz``) reads the same flag (and the shared spool folder), never the database.
 """
 
 from __future__ import annotations

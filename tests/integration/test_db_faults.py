@@ -171,6 +171,36 @@ def test_a_jti_accepted_during_an_outage_is_refused_on_another_replica_afterward
         assert _wait_for(lambda: on_a.get("/readyz").status_code == 200, 30)
 
 
+def test_readiness_counts_rows_another_worker_has_spooled(fault: Fault, tmp_path: Path) -> None:
+    """/readyz answers for the host, not only the worker that happens to answer: while the
+    spool folder the workers share holds another process's rows (here held under its lock, as
+    a worker appending or replaying does), it says degraded although this worker reaches the
+    database; once the rows are written it says ready."""
+    import fcntl
+    import os
+
+    settings = fault.settings(tmp_path)
+    with ServerThread(_app(settings)) as server, httpx.Client(base_url=server.url) as client:
+        assert _call(client, fault.token(), "syn-ready-0").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        other = settings.spool_dir / "audit-999999999.jsonl"  # another worker's file
+        row = {"jti_hash": "ab" * 32, "expires_at": "2026-03-14T10:00:00+00:00"}
+        other.write_bytes(json.dumps({"table": "seen_jti", "row": row}).encode() + b"\n")
+        held = os.open(other, os.O_RDONLY)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            for _ in range(3):  # several replay rounds of this worker pass meanwhile
+                ready = client.get("/readyz", timeout=1.0)
+                assert ready.status_code == 503
+                assert ready.json() == {"status": "degraded: audit spooling"}
+                time.sleep(settings.spool_replay_seconds * 2)
+        finally:
+            os.close(held)
+        assert _wait_for(lambda: client.get("/readyz").status_code == 200, 20)
+        assert not _spooled(settings.spool_dir)
+        assert fault.db.rows("SELECT jti_hash FROM seen_jti WHERE jti_hash = :h", h="ab" * 32)
+
+
 def test_a_production_worker_starts_and_serves_while_the_database_is_down(
     fault: Fault, tmp_path: Path
 ) -> None:
