@@ -201,6 +201,48 @@ def test_readiness_counts_rows_another_worker_has_spooled(fault: Fault, tmp_path
         assert fault.db.rows("SELECT jti_hash FROM seen_jti WHERE jti_hash = :h", h="ab" * 32)
 
 
+def test_browser_session_lookups_answer_503_while_the_database_stalls(
+    fault: Fault, tmp_path: Path
+) -> None:
+    """The dashboard's and the SMART app's session lookups run off the event loop within their
+    budget: while PostgreSQL stalls, a signed-in browser gets a 503 page (JSON for the
+    dashboard's API) saying the database is not answering, with no identifier in it, instead
+    of waiting on the stall; /healthz answers meanwhile."""
+    settings = fault.settings(
+        tmp_path, oidc_issuer="https://idp.example.org", oidc_client_id="cds-dashboard"
+    )
+    handle = "syn-handle-12345"  # a launch handle (16 characters)
+    dashboard = {"cds_dashboard": "d" * 43}
+    smart = {f"cds_smart_{handle}": "s" * 43}
+    with ServerThread(_app(settings)) as server, httpx.Client(base_url=server.url) as client:
+
+        def requests() -> list[httpx.Response]:
+            return [
+                client.get("/dashboard/api/data", cookies=dashboard, timeout=5.0),
+                client.get("/dashboard", cookies=dashboard, timeout=5.0),
+                client.get("/smart/app", params={"s": handle}, cookies=smart, timeout=5.0),
+            ]
+
+        # database up: the (unknown) sessions are looked up and refused
+        assert [r.status_code for r in requests()] == [401, 303, 401]
+        fault.proxy.stall()
+        stall_ends = time.monotonic() + STALL_SECONDS
+        try:
+            api, page, app = requests()
+            assert client.get("/healthz", timeout=1.0).status_code == 200
+            assert time.monotonic() < stall_ends, "the lookups must not wait on the stall"
+        finally:
+            fault.proxy.resume()
+        assert api.status_code == 503
+        assert api.json()["error"] == "dashboard database unavailable"
+        assert page.status_code == 503 and "not answering" in page.text
+        assert app.status_code == 503 and "not answering" in app.text
+        for r in (api, page, app):
+            assert handle not in r.text and "d" * 43 not in r.text and "s" * 43 not in r.text
+        assert _wait_for(lambda: client.get("/readyz").status_code == 200, 30)
+        assert [r.status_code for r in requests()] == [401, 303, 401]
+
+
 def test_a_production_worker_starts_and_serves_while_the_database_is_down(
     fault: Fault, tmp_path: Path
 ) -> None:
