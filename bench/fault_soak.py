@@ -162,10 +162,14 @@ def main() -> None:
                 ).all()
             )
         returned = set(soak.cards)
-        print(f"{'phase':<22}{'calls by status':<40}longest call (s)")
-        for phase, by_status in soak.statuses.items():
-            text = ", ".join(f"{k}: {v}" for k, v in sorted(by_status.items()))
-            print(f"{phase:<22}{text:<40}{soak.longest[phase]:.2f}")
+        texts = {
+            phase: ", ".join(f"{k}: {v}" for k, v in sorted(by_status.items()))
+            for phase, by_status in soak.statuses.items()
+        }
+        width = max(len("calls by status"), *map(len, texts.values())) + 2
+        print(f"{'phase':<22}{'calls by status':<{width}}longest call (s)")
+        for phase, text in texts.items():
+            print(f"{phase:<22}{text:<{width}}{soak.longest[phase]:.2f}")
         found = sum(1 for u in returned if counts.get(u, 0) >= 1)
         duplicated = sum(1 for u in returned if counts.get(u, 0) > 1)
         print(f"cards returned:     {len(soak.cards)} ({len(returned)} distinct)")

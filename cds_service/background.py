@@ -20,13 +20,19 @@ from cds_service.state import ServiceState
 
 log = logging.getLogger("cds_service")
 PURGE_SECONDS = 300
+DOWN_RETRY_SECONDS = 1.0
 
 
-async def _every(seconds: float, stop: anyio.Event, work: Callable[[], Awaitable[None]]) -> None:
-    """Run ``work`` every ``seconds`` until stopped; a failure is logged and the loop goes on, so
-    one loop's error never stops the others (they share the lifespan's task group)."""
+async def _every(
+    seconds: float | Callable[[], float],
+    stop: anyio.Event,
+    work: Callable[[], Awaitable[None]],
+) -> None:
+    """Run ``work`` every ``seconds`` (a number, or read before each wait) until stopped; a
+    failure is logged and the loop goes on, so one loop's error never stops the others (they
+    share the lifespan's task group)."""
     while not stop.is_set():
-        with anyio.move_on_after(seconds):
+        with anyio.move_on_after(seconds() if callable(seconds) else seconds):
             await stop.wait()
         if stop.is_set():
             break
@@ -39,7 +45,8 @@ async def _every(seconds: float, stop: anyio.Event, work: Callable[[], Awaitable
 def start_background(tg: TaskGroup, st: ServiceState, engine: Engine, stop: anyio.Event) -> None:
     settings = st.settings
     env = settings.environment.value
-    tg.start_soon(_every, settings.spool_replay_seconds, stop, _ReplayAndPurge(st))
+    replay = _ReplayAndPurge(st)
+    tg.start_soon(_every, replay.interval, stop, replay)
 
     trail = _TerminologyTrail(st, engine)
     tg.start_soon(trail)
@@ -59,6 +66,13 @@ class _ReplayAndPurge:
     def __init__(self, st: ServiceState) -> None:
         self._st = st
         self._last_purge = time.monotonic()
+
+    def interval(self) -> float:
+        """The replay interval; while the database is marked down, at most DOWN_RETRY_SECONDS,
+        so that this worker sees the end of an outage (and stops spooling, and /readyz says
+        ready) within about a second rather than a whole interval later."""
+        every = self._st.settings.spool_replay_seconds
+        return every if self._st.writer.health.available else min(every, DOWN_RETRY_SECONDS)
 
     async def __call__(self) -> None:
         st = self._st

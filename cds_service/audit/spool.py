@@ -8,6 +8,13 @@ Several worker processes share one spool folder, so every file is claimed under 
 ``flock``: an appender holds it while it writes, a replayer for the whole replay (and skips a file
 someone else holds). Both check after locking that the path still names the inode they locked, so
 a row is never appended to a file that a replayer has already read and is about to delete.
+
+An appender never waits for a replay: a replay holds its lock for as long as the database takes
+(seconds when it stalls), and an appender that opened the file just before a replayer claimed it
+would otherwise wait that long, holding every other append of its process behind it (a call
+took 3.2 s in a stall that way). It takes the lock without blocking and, while someone holds it,
+checks whether the file was renamed away (then it appends to a fresh file); a replayer renames an
+``audit-`` file right after claiming it, so the wait is that moment, never the replay.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+_APPEND_RETRY_SECONDS = 0.001
 
 
 class Spool:
@@ -38,8 +47,7 @@ class Spool:
             while True:
                 fd = os.open(self._current(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    if _still_at(fd, self._current()):
+                    if _lock_while_at(fd, self._current()):
                         os.write(fd, line)
                         os.fsync(fd)
                         return
@@ -113,6 +121,20 @@ def _still_at(fd: int, path: Path) -> bool:
         return os.stat(path).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
+
+
+def _lock_while_at(fd: int, path: Path) -> bool:
+    """An exclusive lock on ``fd`` while ``path`` still names it; False (without waiting for the
+    holder) as soon as it does not."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not _still_at(fd, path):
+                return False  # a replayer claimed and renamed it: never append to it
+            time.sleep(_APPEND_RETRY_SECONDS)  # the holder renames it or finishes its write
+            continue
+        return _still_at(fd, path)
 
 
 def _claim(path: Path) -> tuple[int, Path] | None:

@@ -167,8 +167,13 @@ class AuditWriter:
     def _replay_unlocked(self) -> int | None:
         try:
             count = self.spool.replay(self._write_replayed)
-        except (SQLAlchemyError, OSError, ValueError) as exc:
-            # the database is away, or a spool file could not be read: try again next round
+        except SQLAlchemyError as exc:
+            # the database is away: calls spool at once instead of each paying the budget
+            self.health.mark_down(type(exc).__name__)
+            log.warning("audit spool replay postponed (%s)", type(exc).__name__)
+            return None
+        except (OSError, ValueError) as exc:
+            # a spool file could not be read: try again next round
             log.warning("audit spool replay postponed (%s)", type(exc).__name__)
             return None
         if count:
@@ -185,12 +190,17 @@ class AuditWriter:
             self._replay_lock.release()
 
     def heal(self) -> None:
-        """Background round (blocking): replay the spool and, when the database answers again,
-        mark it available so that the request path stops spooling."""
+        """Background round (blocking): replay the spool (a write is the real test of an
+        outage's end) and, when the database answers again, mark it available so that the
+        request path stops spooling. On that recovery it replays once more at once: the rows
+        calls spooled while the round ran go in now, not a replay interval later."""
         if not self._replay_lock.acquire(blocking=False):
             return
         try:
-            if self._replay_unlocked() is not None:
-                self.health.probe(self.engine)
+            was_down = not self.health.available
+            if self._replay_unlocked() is None:
+                return
+            if self.health.probe(self.engine) and was_down:
+                self._replay_unlocked()
         finally:
             self._replay_lock.release()

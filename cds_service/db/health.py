@@ -4,8 +4,8 @@ while the database is known to be away.
 A call that exceeds its budget is abandoned (its worker thread finishes or fails on its own) and
 the caller falls back (the audit row to the spool, the jti to memory). After the first failure
 the database is marked down, so later calls fall back at once instead of each paying the budget;
-the background loop marks it up again once a probe or a spool replay succeeds. Readiness
-(``/readyz``) reads the same flag, never the database.
+the background loop marks it up again once a spool replay and a probe succeed. Readiness
+(``/readyz``) reads the same flag (and the shared spool folder), never the database.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger("cds_service.db.health")
 T = TypeVar("T")
+# The browser flows' lookups (dashboard and SMART app sessions): a person waits longer than an
+# EHR's hook call does, but never for as long as a stalled database would hold them.
+WEB_BUDGET_SECONDS = 2.0
 
 
 class DatabaseUnavailable(Exception):
@@ -53,14 +56,15 @@ class DatabaseHealth:
                 self._down_since = None
                 log.info("database available again after %.1f s", away)
 
-    async def call(self, work: Callable[[], T]) -> T:
-        """``work()`` in a worker thread within the budget; raises DatabaseUnavailable when the
-        database is marked down, fails, or does not answer in time (``work`` then keeps running
-        in its thread and its result is dropped)."""
+    async def call(self, work: Callable[[], T], budget_seconds: float | None = None) -> T:
+        """``work()`` in a worker thread within the budget (this object's, unless the caller
+        names its own); raises DatabaseUnavailable when the database is marked down, fails, or
+        does not answer in time (``work`` then keeps running in its thread and its result is
+        dropped)."""
         if not self.available:
             raise DatabaseUnavailable("marked down")
         try:
-            with anyio.fail_after(self.budget_seconds):
+            with anyio.fail_after(budget_seconds or self.budget_seconds):
                 return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
         except TimeoutError:
             self.mark_down("no answer within the budget")
@@ -81,4 +85,4 @@ class DatabaseHealth:
         return True
 
 
-__all__ = ["DatabaseHealth", "DatabaseUnavailable"]
+__all__ = ["WEB_BUDGET_SECONDS", "DatabaseHealth", "DatabaseUnavailable"]

@@ -34,9 +34,12 @@ async def model_manifest(model: ModelDep) -> Response:
 
 @router.get("/readyz")
 async def ready(state: State) -> Response:
-    """Readiness: cards are served either way, but while the database is away the audit rows go
-    to the spool (read from a flag the writer keeps, never from the database)."""
-    if state.writer.health.available:
+    """Readiness: cards are served either way, but audit rows are waiting in the spool while
+    this process has the database marked away, or while the spool folder the workers of this
+    host share holds rows any of them has not written yet. So whichever worker answers, a row
+    spooled by another is not hidden. Never a database query: a flag and a folder listing."""
+    writer = state.writer
+    if writer.health.available and not writer.spool.pending_files():
         return json_response({"status": "ready"})
     return json_response({"status": "degraded: audit spooling"}, status=503)
 

@@ -123,3 +123,52 @@ def test_a_failed_replay_keeps_the_file_for_the_next_round(tmp_path: Path) -> No
     got: list[str] = []
     assert spool.replay(lambda t, rs: got.extend(r["card_uuid"] for r in rs) or []) == 2
     assert sorted(got) == ["a", "b"]
+
+
+def _opened_by_another(path: Path, mine: int) -> bool:
+    """Some descriptor of this process other than ``mine`` has ``path`` open."""
+    fds = Path("/proc/self/fd")
+    for entry in fds.iterdir():
+        if int(entry.name) == mine:
+            continue
+        try:
+            if os.readlink(entry) == str(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_an_append_never_waits_for_a_replay_holding_its_file(tmp_path: Path) -> None:
+    """A replayer claims the process's file (its lock held for as long as a stalled database
+    takes) just after an appender opened it: the appender must write the row to a fresh file and
+    return, instead of waiting for the replay (a 3.2 s call in the soak's stall)."""
+    import fcntl
+    import threading
+
+    spool = Spool(tmp_path)
+    spool.append("card_audit", {"card_uuid": "before"})
+    [path] = spool.pending_files()
+    held = os.open(path, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # the replayer's claim
+    appender = threading.Thread(
+        target=spool.append, args=("card_audit", {"card_uuid": "during"}), daemon=True
+    )
+    try:
+        appender.start()
+        deadline = time.monotonic() + 10
+        while not _opened_by_another(path, held):  # the appender has opened the claimed file
+            assert appender.is_alive(), "the append finished before the claim: nothing tested"
+            assert time.monotonic() < deadline, "the appender never opened the spool file"
+            time.sleep(0.001)
+        renamed = tmp_path / "replaying-0-0.jsonl"
+        path.rename(renamed)  # the replayer renames it, then writes to a stalled database
+        appender.join(timeout=10)  # the replay's lock is still held throughout
+        assert not appender.is_alive(), "the append waited for the replay"
+        rows = [orjson.loads(line)["row"]["card_uuid"] for line in path.read_bytes().splitlines()]
+        assert rows == ["during"], "the row goes to a fresh file of the process"
+        replayed = [orjson.loads(line)["row"] for line in renamed.read_bytes().splitlines()]
+        assert replayed == [{"card_uuid": "before"}], "never appended to a file being replayed"
+    finally:
+        os.close(held)  # the replay ends
+        appender.join(timeout=10)

@@ -2,8 +2,8 @@
 
 A page gets a redirect to the sign-in (or 503 with how to configure it); the JSON API gets 401
 or 503 as JSON. Routes receive either a ``DashboardUser`` or that ready ``Response`` and return
-the latter as it is. FastAPI runs these (synchronous, they read the session table) in its thread
-pool.
+the latter as it is. The session lookup runs off the event loop within the browser budget; when
+the database does not answer, a page gets a 503 page and the API a 503 JSON body saying so.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import orjson
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
+from cds_service.db.health import WEB_BUDGET_SECONDS, DatabaseUnavailable
 from cds_service.deps import State
 from cds_service.web.dashboard import pages
 from cds_service.web.dashboard.auth import (
@@ -23,7 +24,7 @@ from cds_service.web.dashboard.auth import (
     DashboardUser,
     sign_in_config,
 )
-from cds_service.web.dashboard.responses import SECURITY_HEADERS, html
+from cds_service.web.dashboard.responses import SECURITY_HEADERS, html, message
 from cds_service.web.deps import request_target
 
 __all__ = ["ApiUser", "PageUser", "api_user", "page_user"]
@@ -33,7 +34,18 @@ def _json(status: int, body: dict[str, str], headers: dict[str, str] | None = No
     return Response(orjson.dumps(body), status, media_type="application/json", headers=headers)
 
 
-def _signed_in(request: Request, st: State, *, api: bool) -> DashboardUser | Response:
+def _database_away(api: bool) -> Response:
+    text = (
+        "The dashboard's database is not answering. Cards are still served to the EHR and "
+        "recorded; try again in a minute."
+    )
+    if api:
+        body = {"error": "dashboard database unavailable", "detail": text}
+        return _json(503, body, {"Retry-After": "30", **SECURITY_HEADERS})
+    return message(503, "Dashboard temporarily unavailable", text)
+
+
+async def _signed_in(request: Request, st: State, *, api: bool) -> DashboardUser | Response:
     config = sign_in_config(st.settings)
     if config.mode == "unconfigured":
         if api:
@@ -44,8 +56,14 @@ def _signed_in(request: Request, st: State, *, api: bool) -> DashboardUser | Res
         name = str(st.settings.dashboard_dev_user)
         return DashboardUser(name, name, "development")
     data = None
-    if st.sessions is not None:
-        data = st.sessions.get(request.cookies.get(SESSION_COOKIE), SESSION_KIND, now=st.clock())
+    cookie, sessions, now = request.cookies.get(SESSION_COOKIE), st.sessions, st.clock()
+    if cookie and sessions is not None:  # no cookie: nothing to look up, sign in
+        try:
+            data = await st.writer.health.call(
+                lambda: sessions.get(cookie, SESSION_KIND, now=now), WEB_BUDGET_SECONDS
+            )
+        except DatabaseUnavailable:
+            return _database_away(api)
     if data is not None:
         return DashboardUser(str(data.get("sub", "")), str(data.get("name", "")), "oidc")
     if api:
@@ -55,12 +73,12 @@ def _signed_in(request: Request, st: State, *, api: bool) -> DashboardUser | Res
     return RedirectResponse(login, 303, headers=SECURITY_HEADERS)
 
 
-def page_user(request: Request, st: State) -> DashboardUser | Response:
-    return _signed_in(request, st, api=False)
+async def page_user(request: Request, st: State) -> DashboardUser | Response:
+    return await _signed_in(request, st, api=False)
 
 
-def api_user(request: Request, st: State) -> DashboardUser | Response:
-    return _signed_in(request, st, api=True)
+async def api_user(request: Request, st: State) -> DashboardUser | Response:
+    return await _signed_in(request, st, api=True)
 
 
 PageUser = Annotated[DashboardUser | Response, Depends(page_user)]

@@ -5,15 +5,16 @@ launch, the card it was opened from, and the error page every step answers with.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import anyio
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cds_service.config import Settings
+from cds_service.db.health import WEB_BUDGET_SECONDS, DatabaseUnavailable
 from cds_service.security.pseudonym import pseudonym
 from cds_service.state import ServiceState
 from cds_service.web.errors import SignInError
@@ -23,6 +24,7 @@ from cds_service.web.smart.page import SECURITY_HEADERS, error_page
 from cds_service.web.smart.view import CardRecord, find_card
 
 log = logging.getLogger("cds_service.web.smart")
+T = TypeVar("T")
 
 
 def error_response(exc: SignInError) -> HTMLResponse:
@@ -30,6 +32,21 @@ def error_response(exc: SignInError) -> HTMLResponse:
     return HTMLResponse(
         error_page(exc.title, exc.message), status_code=exc.status, headers=SECURITY_HEADERS
     )
+
+
+DATABASE_AWAY = (
+    "The app's database is not answering. The risk card in the EHR is not affected; open the "
+    "app again from the card in a minute."
+)
+
+
+async def _within_budget(st: ServiceState, work: Callable[[], T]) -> T:
+    """A session or card lookup off the event loop within the browser budget; a database that
+    is away or does not answer in time ends the step with a 503 page (no identifiers)."""
+    try:
+        return await st.writer.health.call(work, WEB_BUDGET_SECONDS)
+    except DatabaseUnavailable:
+        raise SignInError(503, DATABASE_AWAY, title="Temporarily unavailable") from None
 
 
 def cookie_path(settings: Settings) -> str:
@@ -73,7 +90,10 @@ async def ready_session(
             400, "Open the app from the risk card in the EHR.", title="Unknown launch"
         )
     session_id = request.cookies.get(cookie_name(handle))
-    data = await anyio.to_thread.run_sync(session_store(st).get, session_id, SESSION_KIND, now)
+    sessions = session_store(st)
+    data = None
+    if session_id:
+        data = await _within_budget(st, lambda: sessions.get(session_id, SESSION_KIND, now))
     if data is None or session_id is None or data.get("stage") != "ready":
         raise SignInError(
             401,
@@ -88,10 +108,8 @@ async def launch_card(st: ServiceState, data: dict[str, Any]) -> CardRecord | No
     card_uuid = data.get("card")
     if not card_uuid:
         return None
-    key = st.settings.effective_pseudonym_key
-    return await anyio.to_thread.run_sync(
-        find_card, st.writer.engine, card_uuid, pseudonym(key, "Patient", data["patient"])
-    )
+    patient = pseudonym(st.settings.effective_pseudonym_key, "Patient", data["patient"])
+    return await _within_budget(st, lambda: find_card(st.writer.engine, card_uuid, patient))
 
 
 def card_problem(data: dict[str, Any], card: CardRecord | None, service_id: str) -> str | None:
