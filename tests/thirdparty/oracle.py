@@ -121,21 +121,39 @@ def _has_value(node: dict[str, Any], feat: FeatureSpec) -> bool:
     return isinstance(node.get("valueInteger"), int)
 
 
-def _observation_times(resources: list[dict[str, Any]], feat: FeatureSpec) -> list[datetime]:
+@dataclass(frozen=True, slots=True)
+class Seen:
+    time: datetime
+    value: float | None  # the number as written (None for coded or presence-only values)
+    unit: str | None  # its UCUM code as written
+
+
+def _number(node: dict[str, Any]) -> tuple[float | None, str | None]:
+    quantity = node.get("valueQuantity")
+    if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
+        return float(quantity["value"]), quantity.get("code")
+    if isinstance(node.get("valueInteger"), int):
+        return float(node["valueInteger"]), None
+    return None, None
+
+
+def _observation_times(resources: list[dict[str, Any]], feat: FeatureSpec) -> list[Seen]:
     wanted = set(feat.codes)
-    times = []
+    seen = []
     for res in resources:
         if res["resourceType"] != "Observation" or res.get("status") not in COUNTED:
             continue
         nodes = [res, *res.get("component", [])]
-        if any(_codes(n.get("code")) & wanted and _has_value(n, feat) for n in nodes):
-            when = _observation_time(res)
-            if when is not None:
-                times.append(when)
-    return times
+        node = next(
+            (n for n in nodes if _codes(n.get("code")) & wanted and _has_value(n, feat)), None
+        )
+        when = _observation_time(res)
+        if node is not None and when is not None:
+            seen.append(Seen(when, *_number(node)))
+    return seen
 
 
-def _condition_times(resources: list[dict[str, Any]], feat: FeatureSpec) -> list[datetime]:
+def _condition_times(resources: list[dict[str, Any]], feat: FeatureSpec) -> list[Seen]:
     times = []
     for res in resources:
         if res["resourceType"] != "Condition" or not _codes(res.get("code")) & set(feat.codes):
@@ -145,11 +163,11 @@ def _condition_times(resources: list[dict[str, Any]], feat: FeatureSpec) -> list
         onset = res.get("onsetDateTime") or (res.get("onsetPeriod") or {}).get("start")
         when = _time(onset or res.get("recordedDate"))
         if when is not None:
-            times.append(when)
+            times.append(Seen(when, None, None))
     return times
 
 
-def _encounter_times(resources: list[dict[str, Any]], feat: FeatureSpec) -> list[datetime]:
+def _encounter_times(resources: list[dict[str, Any]], feat: FeatureSpec) -> list[Seen]:
     times = []
     for res in resources:
         if res["resourceType"] != "Encounter" or res.get("status") in NOT_ENCOUNTERS:
@@ -160,7 +178,7 @@ def _encounter_times(resources: list[dict[str, Any]], feat: FeatureSpec) -> list
             continue
         when = _time((res.get("period") or {}).get("start"))
         if when is not None:
-            times.append(when)
+            times.append(Seen(when, None, None))
     return times
 
 
@@ -189,7 +207,7 @@ class Oracle:
 
     def __init__(self, spec: ModelSpec, resources: list[dict[str, Any]]) -> None:
         self.spec = spec
-        self.times: dict[str, list[datetime]] = {}
+        self.times: dict[str, list[Seen]] = {}
         self.patient = next((r for r in resources if r["resourceType"] == "Patient"), {})
         for feat in spec.features:
             if feat.source == "observation":
@@ -211,8 +229,28 @@ class Oracle:
             return self.patient.get("gender") in ("male", "female")
         assert feat.window is not None
         lo, hi = index_time + feat.window.start, index_time + feat.window.end
-        inside = {t for t in self.times[name] if lo < t <= hi}
-        return len(inside) >= (2 if feat.aggregation in NEEDS_TWO else 1)
+        inside = sorted((s for s in self.times[name] if lo < s.time <= hi), key=lambda s: s.time)
+        if len({s.time for s in inside}) < (2 if feat.aggregation in NEEDS_TWO else 1):
+            return False
+        return not self.implausible(feat, inside)
+
+    @staticmethod
+    def implausible(feat: FeatureSpec, inside: list[Seen]) -> bool:
+        """The value the aggregation picks is outside the spec's plausible range: a child's 13 kg
+        for an adult model is rightly missing. Judged only where no unit needs converting."""
+        if feat.plausible is None or not inside:
+            return False
+        values = [s.value for s in inside if s.unit == feat.unit and s.value is not None]
+        if len(values) != len(inside):
+            return False
+        picked = {
+            "last": values[-1],
+            "first": values[0],
+            "min": min(values),
+            "max": max(values),
+            "mean": sum(values) / len(values),
+        }.get(feat.aggregation)
+        return picked is not None and not feat.plausible[0] <= picked <= feat.plausible[1]
 
 
 @dataclass

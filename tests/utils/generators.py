@@ -43,8 +43,9 @@ class Generator:
         return f"{self.name}-{self.version()}-{digest[:16]}"
 
 
-# Sizes: enough ED visits (some admitted) and post-infarction patients to measure recall, small
-# enough that both generators together stay well inside a CI job (see tests/thirdparty/README).
+# Sizes: enough ED visits (some admitted) and a post-infarction patient to measure recall, small
+# enough that both generators together stay well inside a CI job: about 65 s of CPU for the
+# two (clinosim ~400 people over 3 months: ~20 ED visits; Synthea 8 lifetimes aged 60-80).
 CLINOSIM = Generator(
     name="clinosim",
     distribution="clinosim",
@@ -91,6 +92,7 @@ def _ready(folder: Path, generator: Generator) -> Path | None:
 
 def generate_all(cache: Path, generators: tuple[Generator, ...]) -> dict[str, Generated]:
     """Each generator's cached output, generating the missing ones concurrently."""
+    cache = cache.resolve()  # the generators run in their scratch folder
     cache.mkdir(parents=True, exist_ok=True)
     results: dict[str, Generated] = {}
     running: list[tuple[Generator, Path, subprocess.Popen[bytes]]] = []
@@ -113,19 +115,30 @@ def generate_all(cache: Path, generators: tuple[Generator, ...]) -> dict[str, Ge
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=scratch)
         log.close()
         running.append((gen, scratch, proc))
-    for gen, scratch, proc in running:
-        code = proc.wait()
-        final = cache / gen.key()
-        if code != 0:
-            tail = (scratch / "generator.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{gen.name} exited with {code}:\n{tail}")
-        (scratch / "complete").write_text("ok\n")
-        if _ready(final, gen) is None:
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(scratch, final)  # a parallel run that won the race keeps its copy
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
-        ready = _ready(final, gen)
-        assert ready is not None, f"{gen.name} wrote no {gen.data_subdir}/ folder"
-        results[gen.name] = Generated(gen, ready)
+    try:
+        for gen, scratch, proc in running:
+            results[gen.name] = _finish(cache, gen, scratch, proc.wait())
+    finally:
+        for _gen, _scratch, proc in running:
+            if proc.poll() is None:  # another generator failed: do not leave this one behind
+                proc.kill()
+                proc.wait()
     return results
+
+
+def _finish(cache: Path, gen: Generator, scratch: Path, code: int) -> Generated:
+    final = cache / gen.key()
+    if code != 0:
+        tail = (scratch / "generator.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{gen.name} exited with {code}:\n{tail}")
+    if not (scratch / gen.data_subdir).is_dir():
+        raise RuntimeError(f"{gen.name} wrote no {gen.data_subdir}/ folder in {scratch}")
+    (scratch / "complete").write_text("ok\n")
+    if _ready(final, gen) is None:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(scratch, final)
+    else:  # a parallel run finished first: keep its copy
+        shutil.rmtree(scratch, ignore_errors=True)
+    ready = _ready(final, gen)
+    assert ready is not None
+    return Generated(gen, ready)
