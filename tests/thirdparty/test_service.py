@@ -127,7 +127,7 @@ def _call(
 def _mi_events(spec: ModelSpec, resources: list[dict[str, Any]]) -> list[datetime]:
     """Index moments after an infarction, by the spec's index codes and offsets (raw reading)."""
     codes = set(spec.index.codes)
-    out = set()
+    out: set[datetime] = set()
     for res in resources:
         if res["resourceType"] != "Condition":
             continue
