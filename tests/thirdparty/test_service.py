@@ -191,6 +191,7 @@ def outcome(
     out = Outcome(recall={ED: Recall.empty(), MI: Recall.empty()})
     specs = {ED: ed_spec, MI: mi_spec}
     versions = {"clinosim": CLINOSIM.version(), "synthea": SYNTHEA.version()}
+    oracles: dict[tuple[str, str, str], Oracle] = {}
 
     def run(source: str, service_id: str, pid: str, when: datetime, prefetch: Any = None) -> None:
         status, inputs, warnings = _call(service, service_id, pid, when, fhir_base, prefetch)
@@ -198,11 +199,13 @@ def outcome(
         if status != 200:
             return
         out.unattributed += warnings.get("unattributed_resources", 0)
-        oracle = Oracle(specs[service_id], data[source][pid])
-        out.recall[service_id].add(oracle, when, inputs["values"])
+        key = (service_id, source, pid)
+        if key not in oracles:
+            oracles[key] = Oracle(specs[service_id], data[source][pid])
+        out.recall[service_id].add(oracles[key], when, inputs["values"])
         mode = "prefetch" if prefetch else "fetched"
-        key = f"{source}-{versions[source]}/{service_id}/{mode}/{pid}/{when.isoformat()}"
-        out.cases[key] = _golden_entry(inputs)
+        case = f"{source}-{versions[source]}/{service_id}/{mode}/{pid}/{when.isoformat()}"
+        out.cases[case] = _golden_entry(inputs)
 
     for source, patients in data.items():
         events = ed_events(patients, timedelta(hours=1))
