@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
+from cds_devtools.prefetch import prefetch_bundles
 from cds_devtools.synth import BASE_TIME, generate_cohort
 from cds_service.audit.writer import AuditWriter
 from cds_service.cds_hooks.extensions import SIMULATED_TIME_EXTENSION
@@ -93,16 +94,7 @@ def _apply_shift(resources: list[dict[str, Any]], shift: str) -> list[dict[str, 
 
 
 def _prefetch(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    def bundle(rtype: str) -> dict[str, Any]:
-        entries = [{"resource": r} for r in resources if r.get("resourceType") == rtype]
-        return {"resourceType": "Bundle", "type": "searchset", "entry": entries}
-
-    patient = next(r for r in resources if r.get("resourceType") == "Patient")
-    return {
-        "patient": patient,
-        "observations": bundle("Observation"),
-        "encounters": bundle("Encounter"),
-    }
+    return prefetch_bundles(resources, {"observations": "Observation", "encounters": "Encounter"})
 
 
 def run_simulation(

@@ -4,6 +4,10 @@ Bulk files are not grouped by patient, so a single pass cannot see a patient's w
 reader partitions lines into shard files by a stable hash of the patient id (one streaming pass),
 then reads one shard at a time: peak memory is about one shard, whatever the export's size.
 Features come from exactly the same normalize/aggregate code as the live service.
+
+Besides NDJSON per type, a folder of Bundle JSON files is read too (Synthea writes one transaction
+Bundle per patient, referencing the Patient by ``urn:uuid:`` through the entries' ``fullUrl``):
+each file is parsed whole, so its size bounds memory the way a shard does.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ import orjson
 from fhir_mappers.events import index_events, label_for
 from fhir_mappers.extract import aggregate
 from fhir_mappers.facts import normalize
-from fhir_mappers.resources import dedupe, has_modifier_extension, patient_id_of
+from fhir_mappers.resources import (
+    dedupe,
+    flatten,
+    has_modifier_extension,
+    patient_id_of,
+    patient_identifiers,
+)
 from fhir_mappers.spec import ModelSpec
 
 RESOURCE_TYPES = ("Patient", "Encounter", "Condition", "Observation")
@@ -51,12 +61,19 @@ class TableStats:
 
 
 def export_files(export_dir: Path, resource_types: tuple[str, ...] = RESOURCE_TYPES) -> list[Path]:
-    """The NDJSON files of an export, per type, in a stable order (the bulk manifest's names)."""
+    """The NDJSON files of an export, per type, in a stable order (the bulk manifest's names),
+    then the Bundle JSON files (one Bundle per file, e.g. Synthea's per-patient output)."""
     files: list[Path] = []
     for rtype in resource_types:
         found = [*export_dir.glob(f"{rtype}*.ndjson"), *export_dir.glob(f"{rtype}*.ndjson.gz")]
         files.extend(sorted(found))
+    bundles = [*export_dir.glob("*.json"), *export_dir.glob("*.json.gz")]
+    files.extend(sorted(p for p in bundles if not p.name.startswith(_NOT_BUNDLES)))
     return files
+
+
+# Bulk Data's manifest and generators' metadata sit beside the data; they hold no resources.
+_NOT_BUNDLES = ("_", "manifest.json")
 
 
 def _open_lines(path: Path) -> BinaryIO:
@@ -87,6 +104,46 @@ def _shard_of(patient_id: str, shards: int) -> int:
     return zlib.crc32(patient_id.encode()) % shards
 
 
+def _is_bundle_file(path: Path) -> bool:
+    return path.name.endswith((".json", ".json.gz"))
+
+
+def _file_records(
+    path: Path, stats: TableStats, progress: Callable[[int], None]
+) -> Iterator[tuple[Any, bytes, dict[str, dict[str, Any]]]]:
+    """(parsed JSON, or None when unparseable; its raw bytes; the fullUrls of its Bundle)."""
+    with _open_lines(path) as handle:
+        if not _is_bundle_file(path):
+            for line in handle:
+                progress(len(line))
+                if line.strip():
+                    try:
+                        res = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        yield None, b"", {}
+                        continue
+                    yield res, line.rstrip(b"\r\n"), {}
+            return
+        raw = handle.read()
+    progress(len(raw))
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        yield None, b"", {}
+        return
+    if not isinstance(doc, dict) or "resourceType" not in doc:
+        return  # not FHIR (a generator's metadata file): no resource to account for
+    flat = flatten(doc)
+    if flat.outcomes:
+        stats.warnings["operation_outcome"] += len(flat.outcomes)
+    if flat.skipped:
+        stats.unparseable_lines += flat.skipped
+    # Patients first, so that identifier references of the same Bundle can be resolved.
+    for res in sorted(flat.resources, key=lambda r: r.get("resourceType") != "Patient"):
+        if res.get("resourceType") in RESOURCE_TYPES:
+            yield res, orjson.dumps(res), flat.full_urls
+
+
 def _partition(
     files: list[Path],
     workdir: Path,
@@ -96,32 +153,35 @@ def _partition(
 ) -> list[Path]:
     paths = [workdir / f"shard-{i:04d}.ndjson" for i in range(shards)]
     handles: list[IO[bytes]] = [p.open("wb") for p in paths]
+    # (system, value) -> Patient id, for {type: Patient, identifier} references. Patient files
+    # come first in an export, and a Bundle's Patients are learnt before its other entries.
+    identifiers: dict[tuple[str, str], str] = {}
     try:
         for path in files:
-            with _open_lines(path) as handle:
-                for line in handle:
-                    progress(len(line))
-                    if not line.strip():
-                        continue
-                    try:
-                        res = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        stats.unparseable_lines += 1
-                        continue
-                    pid = patient_id_of(res) if isinstance(res, dict) else None
-                    if pid is None:
-                        stats.without_patient += 1
-                        continue
-                    # As at serving: a modifier extension this reader does not understand means
-                    # the resource must not be processed (the byte check keeps reading fast).
-                    if b'"modifierExtension"' in line and has_modifier_extension(res):
-                        stats.warnings["modifier_extension_skipped"] += 1
-                        continue
-                    stats.resources += 1
-                    out = handles[_shard_of(pid, shards)]
-                    # The patient id travels in front of the raw line, so that reading a shard
-                    # back groups raw bytes and parses one patient at a time.
-                    out.write(pid.encode() + b"\t" + line.rstrip(b"\r\n") + b"\n")
+            for res, line, full_urls in _file_records(path, stats, progress):
+                if res is None:
+                    stats.unparseable_lines += 1
+                    continue
+                if not isinstance(res, dict):
+                    stats.without_patient += 1
+                    continue
+                rid = res.get("id")
+                if res.get("resourceType") == "Patient" and isinstance(rid, str):
+                    identifiers.update(dict.fromkeys(patient_identifiers(res), rid))
+                pid = patient_id_of(res, full_urls, identifiers)
+                if pid is None:
+                    stats.without_patient += 1
+                    continue
+                # As at serving: a modifier extension this reader does not understand means
+                # the resource must not be processed (the byte check keeps reading fast).
+                if b'"modifierExtension"' in line and has_modifier_extension(res):
+                    stats.warnings["modifier_extension_skipped"] += 1
+                    continue
+                stats.resources += 1
+                out = handles[_shard_of(pid, shards)]
+                # The patient id travels in front of the raw line, so that reading a shard
+                # back groups raw bytes and parses one patient at a time.
+                out.write(pid.encode() + b"\t" + line + b"\n")
     finally:
         for out in handles:
             out.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -105,18 +105,59 @@ def iter_resources(items: Iterable[Any]) -> Iterator[dict[str, Any]]:
         yield from flatten(item).resources
 
 
-def patient_id_of(resource: dict[str, Any]) -> str | None:
-    """The Patient id a resource belongs to (Patient.id, or its subject/patient reference)."""
+def patient_id_of(
+    resource: dict[str, Any],
+    full_urls: Mapping[str, dict[str, Any]] | None = None,
+    identifiers: Mapping[tuple[str, str], str] | None = None,
+) -> str | None:
+    """The Patient id a resource belongs to (Patient.id, or its subject/patient reference).
+
+    References are read the way FHIR writes them: relative or absolute ``Patient/x``,
+    ``urn:uuid:`` through the ``fullUrl`` of a Bundle's entries (``full_urls``),
+    ``{type, reference}``, and ``{type: Patient, identifier}`` against the identifiers of the
+    Patients already read (``identifiers``: (system, value) -> id).
+    """
     if resource.get("resourceType") == "Patient":
         rid = resource.get("id")
         return rid if isinstance(rid, str) else None
     for key in ("subject", "patient"):
         ref = resource.get(key)
         if isinstance(ref, dict):
-            target = ref.get("reference")
-            if isinstance(target, str) and "Patient/" in target:
-                return target.rsplit("Patient/", 1)[1].split("/", 1)[0] or None
+            found = _reference_patient_id(ref, key, full_urls or {}, identifiers or {})
+            if found is not None:
+                return found
     return None
+
+
+def _reference_patient_id(
+    ref: dict[str, Any],
+    key: str,
+    full_urls: Mapping[str, dict[str, Any]],
+    identifiers: Mapping[tuple[str, str], str],
+) -> str | None:
+    rtype = ref.get("type")
+    if isinstance(rtype, str) and rtype not in ("Patient", ""):
+        return None  # a Group, Device, Location ... is not a patient
+    target = ref.get("reference")
+    if isinstance(target, str) and target:
+        resolved = full_urls.get(target)
+        if resolved is not None:
+            rid = resolved.get("id")
+            is_patient = resolved.get("resourceType") == "Patient" and isinstance(rid, str)
+            return rid if is_patient else None
+        if "Patient/" in target:
+            return target.rsplit("Patient/", 1)[1].split("/", 1)[0] or None
+        return None
+    if rtype == "Patient" or key == "patient":
+        for ident in _identifiers({"identifier": ref.get("identifier")}):
+            if ident in identifiers:
+                return identifiers[ident]
+    return None
+
+
+def patient_identifiers(resource: dict[str, Any]) -> set[tuple[str, str]]:
+    """A Patient's (system, value) identifiers, for ``{type, identifier}`` references."""
+    return _identifiers(resource)
 
 
 def _version_key(resource: dict[str, Any]) -> tuple[str, bytes]:

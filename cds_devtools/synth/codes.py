@@ -17,6 +17,7 @@ RESOURCE_TYPES: Final = ("Patient", "Encounter", "Condition", "Observation")
 LOINC: Final = "http://loinc.org"
 SNOMED: Final = "http://snomed.info/sct"
 ICD10: Final = "http://hl7.org/fhir/sid/icd-10"
+ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM: Final = "http://unitsofmeasure.org"
 ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 ACT_PRIORITY: Final = "http://terminology.hl7.org/CodeSystem/v3-ActPriority"
@@ -28,6 +29,7 @@ HOME_SYMPTOMS: Final = f"{EXAMPLE}/CodeSystem/home-symptoms"
 LOCAL_LAB: Final = f"{EXAMPLE}/CodeSystem/local-lab"
 LOCAL_FLOWSHEET: Final = f"{EXAMPLE}/CodeSystem/local-flowsheet"
 MRN_SYSTEM: Final = f"{EXAMPLE}/sid/synthetic-mrn"
+EHR_FHIR_BASE: Final = "https://ehr.cds-risk.example/fhir"  # absolute references point here
 NON_UCUM_UNITS: Final = "http://devices.example/units"
 
 
@@ -128,6 +130,15 @@ MI_SNOMED: Final = cumulative(
     [(45, "22298006"), (22, "401303003"), (23, "401314000"), (10, "57054005")]
 )
 I21_9: Final = make_coding(ICD10, "I21.9", "Acute myocardial infarction, unspecified")
+# ICD-10-CM, as American systems bill the infarction: the subtype the SNOMED CT code names.
+I21_CM: Final = {
+    "22298006": make_coding(ICD10CM, "I21.9", "Acute myocardial infarction, unspecified"),
+    "57054005": make_coding(ICD10CM, "I21.9", "Acute myocardial infarction, unspecified"),
+    "401303003": make_coding(
+        ICD10CM, "I21.3", "ST elevation (STEMI) myocardial infarction of unspecified site"
+    ),
+    "401314000": make_coding(ICD10CM, "I21.4", "Non-ST elevation (NSTEMI) myocardial infarction"),
+}
 CONDITION_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 ENCOUNTER_DIAGNOSIS: Final = [

@@ -125,7 +125,14 @@ DIASTOLIC: Final = Kind(
     cumulative([(1, _unit("mm[Hg]", "mmHg", ((1.0, (DBP_CODING,)),)))]),
     absurd=999,
 )
-_TEMP_CODE: Final = ((1.0, (loinc("8310-5", "Body temperature"),)),)
+# Temperature at the site it was taken, as many flowsheets code it (LOINC, same property).
+_TEMP_CODE: Final = (
+    (70.0, (loinc("8310-5", "Body temperature"),)),
+    (12.0, (loinc("8331-1", "Oral temperature"),)),
+    (8.0, (loinc("8333-7", "Tympanic membrane temperature"),)),
+    (6.0, (loinc("8328-7", "Axillary temperature"),)),
+    (4.0, (loinc("8332-9", "Rectal temperature"),)),
+)
 TEMPERATURE: Final = Kind(
     "Body temperature",
     VITALS,
@@ -318,7 +325,7 @@ GLUCOSE: Final = Kind(
     cumulative(
         [
             (
-                90,
+                80,
                 _unit(
                     "mmol/L",
                     "mmol/L",
@@ -337,6 +344,17 @@ GLUCOSE: Final = Kind(
                     decimals=0,
                 ),
             ),
+            # Whole blood (blood gas analysers, point of care): the code US systems send most.
+            (
+                10,
+                _unit(
+                    _MGDL,
+                    _MGDL,
+                    ((1.0, (loinc("2339-0", "Glucose [Mass/volume] in Blood"),)),),
+                    scale=18.0156,
+                    decimals=0,
+                ),
+            ),
         ]
     ),
     absurd=9999,
@@ -350,7 +368,7 @@ CREATININE: Final = Kind(
     cumulative(
         [
             (
-                90,
+                80,
                 _unit(
                     "umol/L",
                     "µmol/L",
@@ -365,6 +383,16 @@ CREATININE: Final = Kind(
                     _MGDL,
                     _MGDL,
                     ((1.0, (loinc("2160-0", "Creatinine [Mass/volume] in Serum or Plasma"),)),),
+                    scale=0.011312,
+                    decimals=2,
+                ),
+            ),
+            (
+                10,
+                _unit(
+                    _MGDL,
+                    _MGDL,
+                    ((1.0, (loinc("38483-4", "Creatinine [Mass/volume] in Blood"),)),),
                     scale=0.011312,
                     decimals=2,
                 ),

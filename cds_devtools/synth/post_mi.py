@@ -14,7 +14,15 @@ from cds_devtools.synth.ed import ed_visit
 from cds_devtools.synth.kinds import DYSPNEA, HEART_RATE, SPO2, TEMPERATURE, WEIGHT
 from cds_devtools.synth.ndjson import Writer
 from cds_devtools.synth.observations import blood_pressure, quantity
-from cds_devtools.synth.resources import Ctx, Person, admission, condition, encounter, patient
+from cds_devtools.synth.resources import (
+    Ctx,
+    Person,
+    admission,
+    condition,
+    encounter,
+    identifier_reference,
+    patient,
+)
 
 _EPISODE_HAZARD: Final = 0.0075  # per day, before the patient's risk multiplier
 _BASELINE_VISIT_HAZARD: Final = 0.0007  # unplanned visits without warning signs, per day
@@ -103,7 +111,7 @@ class _HomeMonitoring:
         self.dbp_ratio = rng.uniform(0.55, 0.65)
         self.spo20 = min(98.5, 96.8 - 0.4 * z + rng.gauss(0, 0.8))
         self.dysp0 = max(0.0, 0.8 + 0.9 * z + rng.gauss(0, 0.5))
-        subject = person.subject
+        subject = identifier_reference(person.pid) or person.subject
         performer = [subject]
         bp_model = rng.choice(("A", "B", "C"))
         self.ctx_bp = Ctx(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,9 +14,11 @@ from cds_devtools.synth.codes import (
     CLASS_IMP,
     CONDITION_CLINICAL,
     CONDITION_VERIFICATION,
+    EHR_FHIR_BASE,
     ENCOUNTER_DIAGNOSIS,
     GIVEN_NAMES,
     I21_9,
+    I21_CM,
     MI_CODES,
     MI_SNOMED,
     MRN_SYSTEM,
@@ -55,6 +58,27 @@ class Person:
         return (t - self.birth) / YEAR
 
 
+def subject_reference(pid: str) -> Json:
+    """How this patient's resources point at the Patient: mostly ``Patient/x``; some systems add
+    the type, some write the server's absolute URL. Stable per patient and drawn from its id, not
+    from the random stream, so the cohort's values do not depend on it."""
+    bucket = zlib.crc32(pid.encode()) % 100
+    ref = f"Patient/{pid}"
+    if bucket < 10:
+        return {"type": "Patient", "reference": ref}
+    if bucket < 14:
+        return {"reference": f"{EHR_FHIR_BASE}/{ref}"}
+    return {"reference": ref}
+
+
+def identifier_reference(pid: str) -> Json | None:
+    """A home-monitoring platform that knows the patient only by the hospital's MRN, for a few
+    patients: ``{type, identifier}``, attributable through the Patient's identifiers."""
+    if zlib.crc32(b"home:" + pid.encode()) % 100 >= 6:
+        return None
+    return {"type": "Patient", "identifier": {"system": MRN_SYSTEM, "value": "SYN-" + pid.upper()}}
+
+
 def patient(
     w: Writer, rng: random.Random, pid: str, age: float, at: int, gender: str, frailty: float
 ) -> Person:
@@ -79,7 +103,7 @@ def patient(
     old = max(0.0, age - 50.0)
     return Person(
         pid=pid,
-        subject={"reference": f"Patient/{pid}"},
+        subject=subject_reference(pid),
         birth=birth_epoch,
         male=male,
         frailty=frailty,
@@ -139,6 +163,24 @@ def admission(
     return end
 
 
+def _mi_codings(rng: random.Random) -> list[Json]:
+    """SNOMED CT, often with the billing code (ICD-10 or ICD-10-CM); a few billing codes alone.
+
+    The shares come from the one draw ``roll`` (and the draws the old coding used), so adding
+    ICD-10-CM changed which codes are written, not the cohort's values.
+    """
+    roll = rng.random()
+    if roll < 0.03:
+        # billing-only diagnosis: WHO ICD-10 in half, ICD-10-CM in the other half
+        return [I21_9] if roll < 0.015 else [I21_CM["22298006" if roll < 0.0225 else "401314000"]]
+    snomed = pick(rng, MI_SNOMED)
+    codings = [MI_CODES[snomed]]
+    if roll < 0.33:
+        billing = I21_9 if roll < 0.18 else I21_CM[snomed]
+        codings.insert(0 if rng.random() < 0.3 else 1, billing)
+    return codings
+
+
 def condition(
     w: Writer,
     rng: random.Random,
@@ -149,13 +191,7 @@ def condition(
     verification: str = "confirmed",
 ) -> None:
     cid = w.next_condition_id()
-    roll = rng.random()
-    if roll < 0.03:
-        codings = [I21_9]  # billing-only diagnosis
-    else:
-        codings = [MI_CODES[pick(rng, MI_SNOMED)]]
-        if roll < 0.33:
-            codings.insert(0 if rng.random() < 0.3 else 1, I21_9)
+    codings = _mi_codings(rng)
     resource: Json = {
         "resourceType": "Condition",
         "id": cid,

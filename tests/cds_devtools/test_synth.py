@@ -18,6 +18,7 @@ import pytest
 
 from cds_devtools.synth import RESOURCE_TYPES, generate_cohort
 from fhir_mappers import load_spec
+from fhir_mappers.bulk import TableStats, partition_export
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_FILES = sorted((ROOT / "models").glob("*/features.toml"))
@@ -32,6 +33,19 @@ LOCAL_SYSTEMS = (
 # Codes the generator may use beyond the feature specs: the BP panel that carries 8480-6/8462-4
 # as components, and the outpatient encounter class that no label counts.
 EXTRA_CODES = {f"{LOINC}|85354-9", f"{ACT_CODE}|AMB"}
+# Standard codes hospitals send for the same concepts (whole-blood glucose and creatinine,
+# temperature at a named site, the infarction in ICD-10-CM): in the concepts' value sets.
+ALTERNATIVE_CODES = {
+    f"{LOINC}|2339-0",
+    f"{LOINC}|38483-4",
+    f"{LOINC}|8331-1",
+    f"{LOINC}|8333-7",
+    f"{LOINC}|8328-7",
+    f"{LOINC}|8332-9",
+    "http://hl7.org/fhir/sid/icd-10-cm|I21.9",
+    "http://hl7.org/fhir/sid/icd-10-cm|I21.3",
+    "http://hl7.org/fhir/sid/icd-10-cm|I21.4",
+}
 TIME_WITH_OFFSET = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$")
 
 
@@ -45,6 +59,14 @@ def when(text: str) -> datetime:
     if len(text) == 10:  # FHIR date: the start of that day
         return datetime.fromisoformat(text).replace(tzinfo=UTC)
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def patient_of(subject: dict[str, Any]) -> str:
+    """``Patient/x``, an absolute URL ending in it, or the MRN in ``{type, identifier}``."""
+    if "identifier" in subject:
+        assert subject["type"] == "Patient"
+        return str(subject["identifier"]["value"]).removeprefix("SYN-").lower()
+    return str(subject["reference"]).rsplit("Patient/", 1)[1]
 
 
 def spec_codes() -> set[str]:
@@ -142,7 +164,7 @@ def test_every_reference_resolves_and_every_resource_has_meta(small: Path) -> No
             assert TIME_WITH_OFFSET.match(res["meta"]["lastUpdated"])
             if rtype == "Patient":
                 continue
-            assert res["subject"]["reference"].removeprefix("Patient/") in patients
+            assert patient_of(res["subject"]) in patients
             if "encounter" in res:
                 assert res["encounter"]["reference"].removeprefix("Encounter/") in encounters
 
@@ -156,7 +178,7 @@ def test_patients_are_obviously_synthetic(small: Path) -> None:
 
 
 def test_codes_are_those_of_the_feature_specs(medium: Path) -> None:
-    allowed = spec_codes() | EXTRA_CODES
+    allowed = spec_codes() | EXTRA_CODES | ALTERNATIVE_CODES
     assert len(SPEC_FILES) >= 2
     for obs in read(medium, "Observation"):
         used = codings(obs["code"])
@@ -300,8 +322,37 @@ def test_elective_admissions_exist_and_are_marked(medium: Path) -> None:
     elective = [
         enc
         for enc in read(medium, "Encounter")
-        if enc["subject"]["reference"].startswith("Patient/mi-")
+        if patient_of(enc["subject"]).startswith("mi-")
         and f"{ACT_PRIORITY}|EL" in codings(enc.get("priority", {}))
     ]
     assert elective
     assert all(enc["class"]["code"] in ("IMP", "ACUTE") for enc in elective)
+
+
+def test_hospital_variety_of_codes_and_references(medium: Path) -> None:
+    """Alternative standard codes for the same analyte, ICD-10-CM beside SNOMED CT and WHO
+    ICD-10, and references written as hospitals write them: all present, and the bulk reader
+    attributes every resource."""
+    seen: set[str] = set()
+    for obs in read(medium, "Observation"):
+        seen |= codings(obs["code"])
+    for cond in read(medium, "Condition"):
+        seen |= codings(cond["code"])
+    assert seen >= ALTERNATIVE_CODES
+    assert "http://hl7.org/fhir/sid/icd-10|I21.9" in seen
+    forms: defaultdict[str, int] = defaultdict(int)
+    for rtype in ("Encounter", "Condition", "Observation"):
+        for res in read(medium, rtype):
+            subject = res["subject"]
+            if "identifier" in subject:
+                forms["identifier"] += 1
+            elif subject["reference"].startswith("https://"):
+                forms["absolute"] += 1
+            else:
+                forms["typed" if "type" in subject else "relative"] += 1
+    assert set(forms) == {"identifier", "absolute", "typed", "relative"}
+    assert forms["relative"] > 4 * (forms["absolute"] + forms["typed"] + forms["identifier"])
+    stats = TableStats()
+    patients = sum(1 for _ in partition_export(medium, stats))
+    assert patients == 1700
+    assert stats.without_patient == 0
