@@ -61,6 +61,7 @@ class FeatureSpec:
     plausible: tuple[float, float] | None = None
     required: bool = False
     display: str = ""
+    relative_to: str = "index"  # or "anchor": the window hangs on the index event's anchor
 
     @property
     def label(self) -> str:
@@ -123,6 +124,7 @@ _FEATURE_KEYS = {
     "window",
     "plausible",
     "required",
+    "relative_to",
 }
 _MODEL_KEYS = {"name", "title", "description"}
 _INDEX_KEYS = {"resource", "codes", "anchor", "offsets"}
@@ -180,6 +182,9 @@ def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
     plausible = _plausible(raw.get("plausible"), where)
     required = _required_flag(raw.get("required", False), where)
     molar_mass = _molar_mass(raw.get("molar_mass"), where)
+    relative_to = raw.get("relative_to", "index")
+    if relative_to not in ("index", "anchor") or (relative_to == "anchor" and window is None):
+        raise SpecError(f"{where}: relative_to must be 'index' or 'anchor' (with a window)")
     return FeatureSpec(
         name=name,
         description=raw["description"],
@@ -194,6 +199,7 @@ def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
         window=window,
         plausible=plausible,
         required=required,
+        relative_to=relative_to,
     )
 
 
