@@ -73,7 +73,7 @@ def _data(visit: dict[str, Any] | None, status: str = "own") -> ResolvedData:
 
 
 def _encounter(**changes: Any) -> dict[str, Any]:
-    res = {"resourceType": "Encounter", "id": "e", "status": "in-progress"}
+    res: dict[str, Any] = {"resourceType": "Encounter", "id": "e", "status": "in-progress"}
     res["period"] = {"start": START.isoformat()}
     res.update(changes)
     return res
