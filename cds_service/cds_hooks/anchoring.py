@@ -30,6 +30,10 @@ CLOCK_SKEW = timedelta(minutes=5)
 _REFUSALS = {
     "other": (400, "context.encounterId names an encounter of another patient"),
     "unknown": (412, "the encounter in context cannot be attributed to the patient in context"),
+    "modified": (
+        412,
+        "the encounter in context carries a modifier extension the service does not understand",
+    ),
     "absent": (
         412,
         "the encounter in context was found neither in the prefetch nor on the FHIR server",

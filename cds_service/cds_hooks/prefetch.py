@@ -58,7 +58,8 @@ class ResolvedData:
     modifier_extension_skipped: int = 0  # this patient's, but with a modifierExtension
     timed_out: list[str] = field(default_factory=list)  # keys with no answer within the budget
     # The Encounter named by context.encounterId, for a service anchored on it; its status is
-    # "own" (this patient's), "other", "unknown" (unattributable), "absent" or "timed-out".
+    # "own" (this patient's), "other", "unknown" (unattributable), "modified" (a modifier
+    # extension), "absent" or "timed-out".
     visit: dict[str, Any] | None = None
     visit_status: str = "absent"
 
@@ -274,6 +275,8 @@ def _place_visit(
     if found is None:
         data.visit_status = failure
         return
-    verdict = attribution.of(found)
+    verdict: str = attribution.of(found)
+    if verdict == "patient" and has_modifier_extension(found):
+        verdict = "modified"  # FHIR: not to be processed by a reader that does not understand it
     data.visit_status = "own" if verdict == "patient" else verdict
     data.visit = found if verdict == "patient" else None

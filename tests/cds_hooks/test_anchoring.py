@@ -91,6 +91,7 @@ def test_visit_of_reads_the_start() -> None:
         (_data(None, "other"), 400, "another patient"),
         (_data(None, "unknown"), 412, "cannot be attributed"),
         (_data(None, "absent"), 412, "found neither"),
+        (_data(None, "modified"), 412, "modifier extension"),
         (_data(None, "timed-out"), 412, "did not answer in time"),
         (_data(_encounter(period={})), 412, "has no start"),
         (_data(_encounter(period={"start": "soon"})), 412, "has no start"),

@@ -192,3 +192,11 @@ def test_patient_view_keeps_the_one_hour_model_at_the_time_of_the_call(svc: Serv
     card, row = _card_and_row(svc, svc.call(f"{ED}-patient-view", body))
     assert row["model_name"] == "ed-admission" and row["card_kind"] == "no-risk"
     assert "not computed" in card["summary"]
+
+
+def test_an_encounter_with_a_modifier_extension_cannot_anchor(svc: Service) -> None:
+    start = NOW - timedelta(hours=1)
+    prefetch = _prefetch(start, _vitals(start))
+    visit = prefetch["encounters"]["entry"][0]["resource"]
+    visit["modifierExtension"] = [{"url": "https://ext.example/not-real", "valueBoolean": True}]
+    _refused(_call(svc, prefetch), 412, "modifier extension")
