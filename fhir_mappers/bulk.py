@@ -254,7 +254,7 @@ def iter_rows(
         facts = normalize(resources, spec)
         stats.warnings.update(facts.warnings)
         for event in events:
-            extraction = aggregate(facts, event.index_time, spec)
+            extraction = aggregate(facts, event.index_time, spec, event.anchor_time)
             label = label_for(resources, event, spec.label)
             missing = [] if keep_missing_required else extraction.missing_required(spec)
             if missing:

@@ -43,6 +43,15 @@ def _encounter_start(res: dict[str, Any], warnings: Counter[str]) -> datetime | 
     return cached_time(period.get("start"), warnings) if isinstance(period, dict) else None
 
 
+def encounter_anchor(res: dict[str, Any]) -> datetime | None:
+    """An Encounter's anchor (``period.start``, UTC), read as training reads its index events:
+    serving anchors on the context encounter with this same rule."""
+    try:
+        return _encounter_start(res, Counter())
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return None
+
+
 def _anchor(
     res: dict[str, Any], idx: IndexSpec, wanted: set[str], warnings: Counter[str]
 ) -> datetime | None:

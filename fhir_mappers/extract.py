@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fhir_mappers.facts import Fact, PatientFacts, normalize
@@ -19,6 +19,7 @@ from fhir_mappers.timeutil import ensure_utc
 from fhir_mappers.units import UnitConverter
 
 _DAY = 86400.0
+NO_ANCHOR = "no encounter to anchor the window on"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +145,13 @@ def _patient_value(feat: FeatureSpec, pf: PatientFacts, index_time: datetime) ->
     return None
 
 
-def aggregate(pf: PatientFacts, index_time: datetime, spec: ModelSpec) -> Extraction:
+def aggregate(
+    pf: PatientFacts, index_time: datetime, spec: ModelSpec, anchor: datetime | None = None
+) -> Extraction:
+    """``anchor`` is the index event's anchor (the ED encounter's start): windows declared
+    ``relative_to = "anchor"`` hang on it, and still never reach past the index time."""
     index_time = ensure_utc(index_time)
+    anchor = ensure_utc(anchor) if anchor is not None else None
     values: dict[str, float | None] = {}
     provenance: dict[str, Provenance] = {}
     warnings: Counter[str] = Counter(pf.warnings)
@@ -155,7 +161,7 @@ def aggregate(pf: PatientFacts, index_time: datetime, spec: ModelSpec) -> Extrac
         if feat.source == "patient":
             value, used, reason, sources = _from_patient(feat, pf, index_time, index_iso)
         else:
-            value, used, reason, sources = _from_window(feat, pf, i, index_time, notes)
+            value, used, reason, sources = _from_window(feat, pf, i, index_time, anchor, notes)
         value, reason = _checked(feat, value, reason, warnings)
         values[feat.name] = value
         provenance[feat.name] = Provenance(
@@ -183,11 +189,31 @@ def _from_patient(
     return value, [], reason, sources
 
 
-def _from_window(
-    feat: FeatureSpec, pf: PatientFacts, i: int, index_time: datetime, notes: tuple[str, ...]
-) -> _Aggregated:
+def _bounds(
+    feat: FeatureSpec, index_time: datetime, anchor: datetime | None
+) -> tuple[datetime, datetime] | None:
+    """The window's (lo, hi]; an anchored window ends at the index time at the latest (what is
+    recorded after the moment of prediction is never seen), None when there is no anchor."""
     assert feat.window is not None
-    lo, hi = index_time + feat.window.start, index_time + feat.window.end
+    if feat.relative_to == "index":
+        return index_time + feat.window.start, index_time + feat.window.end
+    if anchor is None:
+        return None
+    return anchor + feat.window.start, min(anchor + feat.window.end, index_time)
+
+
+def _from_window(
+    feat: FeatureSpec,
+    pf: PatientFacts,
+    i: int,
+    index_time: datetime,
+    anchor: datetime | None,
+    notes: tuple[str, ...],
+) -> _Aggregated:
+    bounds = _bounds(feat, index_time, anchor)
+    if bounds is None:
+        return None, [], NO_ANCHOR, ()
+    lo, hi = bounds
     in_window = _in_window(pf.facts[i], lo, hi)
     value, used, reason = _aggregate(feat, in_window, index_time)
     if value is None and not in_window:
@@ -224,10 +250,14 @@ def _checked(
     return value, reason
 
 
-def _earliest_offset(spec: ModelSpec) -> timedelta:
-    """How far back any observation window of the spec reaches from the index time."""
-    starts = [f.window.start for f in spec.features if f.source == "observation" and f.window]
-    return min(starts) if starts else timedelta(0)
+def _earliest(spec: ModelSpec, index_time: datetime, anchor: datetime | None) -> datetime:
+    """How far back any observation window of the spec reaches."""
+    starts = [index_time]
+    for feat in spec.features:
+        if feat.source == "observation" and feat.window:
+            base = anchor if feat.relative_to == "anchor" and anchor is not None else index_time
+            starts.append(base + feat.window.start)
+    return min(starts)
 
 
 def extract(
@@ -235,19 +265,22 @@ def extract(
     index_time: datetime,
     spec: ModelSpec,
     converter: UnitConverter | None = None,
+    anchor: datetime | None = None,
 ) -> Extraction:
-    """Features for one patient at one index time from FHIR JSON (resources, Bundles or lists)."""
+    """Features for one patient at one index time from FHIR JSON (resources, Bundles or lists);
+    ``anchor`` as in ``aggregate``."""
     flat = flatten(resources)
     unique, duplicates = dedupe(flat.resources)
     index_time = ensure_utc(index_time)
-    pf = normalize(unique, spec, converter, earliest=index_time + _earliest_offset(spec))
+    anchor = ensure_utc(anchor) if anchor is not None else None
+    pf = normalize(unique, spec, converter, earliest=_earliest(spec, index_time, anchor))
     if duplicates:
         pf.warnings["duplicate_resource"] += duplicates
     if flat.outcomes:
         pf.warnings["operation_outcome"] += len(flat.outcomes)
     if flat.skipped:
         pf.warnings["malformed_resource"] += flat.skipped
-    return aggregate(pf, index_time, spec)
+    return aggregate(pf, index_time, spec, anchor)
 
 
-__all__ = ["Extraction", "Provenance", "SourceRef", "aggregate", "extract"]
+__all__ = ["NO_ANCHOR", "Extraction", "Provenance", "SourceRef", "aggregate", "extract"]

@@ -69,6 +69,7 @@ class FeatureSpec:
     # Encounter elements that carry the same coded answer (arrival mode on the Encounter, e.g.
     # "extension:<url>" or "hospitalization.admitSource"), read besides the observation.
     encounter_elements: tuple[str, ...] = ()
+    relative_to: str = "index"  # or "anchor": the window hangs on the index event's anchor
 
     @property
     def label(self) -> str:
@@ -136,6 +137,7 @@ _FEATURE_KEYS = set(
         "plausible",
         "required",
         "encounter_elements",
+        "relative_to",
     ]
 )
 _MODEL_KEYS = {"name", "title", "description"}
@@ -185,6 +187,9 @@ def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
     plausible = parse_plausible(raw.get("plausible"), where)
     required = parse_required(raw.get("required", False), where)
     molar_mass = parse_molar_mass(raw.get("molar_mass"), where)
+    relative_to = raw.get("relative_to", "index")
+    if relative_to not in ("index", "anchor") or (relative_to == "anchor" and window is None):
+        raise SpecError(f"{where}: relative_to must be 'index' or 'anchor' (with a window)")
     return FeatureSpec(
         name=name,
         description=raw["description"],
@@ -202,6 +207,7 @@ def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
         value_set=value_set,
         value_map_sets=value_map_sets,
         encounter_elements=elements,
+        relative_to=relative_to,
     )
 
 

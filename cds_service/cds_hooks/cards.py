@@ -19,7 +19,7 @@ from cds_service.cds_hooks.responses import (
     OverrideReason,
     Source,
 )
-from cds_service.serving.hook_defs import HookDefinition
+from cds_service.serving.hook_defs import CardTexts, HookDefinition
 from cds_service.serving.model_runtime import Prediction
 from fhir_mappers.extract import Extraction
 from fhir_mappers.spec import ModelSpec
@@ -31,6 +31,27 @@ class CardModelInfo:
     version: str
     artifact_sha256: str
     spec: ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class CardWording:
+    """The texts of the model that answers (the hook's ``[card]``, or its fallback's), with the
+    moment of prediction and the fallback's note already filled in."""
+
+    texts: CardTexts
+    moment: str = ""
+    note: str = ""
+
+    def summary(self, **fields: str) -> str:
+        return _truncate(self.texts.summary.format(moment=self.moment, **fields))
+
+    @property
+    def missing_summary(self) -> str:
+        return _truncate(self.texts.missing_summary.format(moment=self.moment))
+
+    @property
+    def risk_sentence(self) -> str:
+        return self.texts.risk_sentence.format(moment=self.moment)
 
 
 def _num(value: float) -> str:
@@ -94,8 +115,7 @@ def missing_lines(
     return out + list(unreadable or ())
 
 
-def _source(hook_def: HookDefinition, model_card_url: str) -> Source:
-    texts = hook_def.card
+def _source(texts: CardTexts, model_card_url: str) -> Source:
     topic = Coding(
         system=texts.topic_system, code=texts.topic_code, display=texts.topic_display or None
     )
@@ -111,7 +131,11 @@ def _footer(model: CardModelInfo, environment: str) -> str:
 
 
 def _common(
-    hook_def: HookDefinition, card_uuid: str, model_card_url: str, smart_launch_url: str = ""
+    hook_def: HookDefinition,
+    texts: CardTexts,
+    card_uuid: str,
+    model_card_url: str,
+    smart_launch_url: str = "",
 ) -> dict[str, Any]:
     """The parts every card of this service has: uuid, source, override reasons, links."""
     reasons = [
@@ -130,7 +154,7 @@ def _common(
         links.insert(0, smart)
     return {
         "uuid": card_uuid,
-        "source": _source(hook_def, model_card_url),
+        "source": _source(texts, model_card_url),
         "overrideReasons": reasons or None,
         "links": links,
     }
@@ -138,6 +162,7 @@ def _common(
 
 def risk_card(
     hook_def: HookDefinition,
+    wording: CardWording,
     model: CardModelInfo,
     extraction: Extraction,
     prediction: Prediction,
@@ -152,10 +177,11 @@ def risk_card(
     """The card and its band name."""
     band = hook_def.band_for(prediction.risk)
     pct = f"{100 * prediction.risk:.0f}%"
-    summary = _truncate(hook_def.card.summary.format(risk_pct=pct, band=band.name))
+    summary = wording.summary(risk_pct=pct, band=band.name)
     detail = [
-        f"**{hook_def.card.risk_sentence}: {pct}** (band: {band.name}).",
+        f"**{wording.risk_sentence}: {pct}** (band: {band.name}).",
         "",
+        *([wording.note, ""] if wording.note else []),
         "Main contributing factors:",
         "",
         "| factor | value | effect (log-odds) |",
@@ -170,13 +196,14 @@ def risk_card(
         summary=summary,
         indicator=band.indicator,  # type: ignore[arg-type]  # checked when hooks are loaded
         detail="\n".join(detail),
-        **_common(hook_def, card_uuid, model_card_url, smart_launch_url),
+        **_common(hook_def, wording.texts, card_uuid, model_card_url, smart_launch_url),
     )
     return card, band.name
 
 
 def missing_input_card(
     hook_def: HookDefinition,
+    wording: CardWording,
     model: CardModelInfo,
     extraction: Extraction,
     *,
@@ -197,8 +224,8 @@ def missing_input_card(
         _footer(model, environment),
     ]
     return Card(
-        summary=_truncate(hook_def.card.missing_summary),
+        summary=wording.missing_summary,
         indicator="info",
         detail="\n".join(detail),
-        **_common(hook_def, card_uuid, model_card_url, smart_launch_url),
+        **_common(hook_def, wording.texts, card_uuid, model_card_url, smart_launch_url),
     )

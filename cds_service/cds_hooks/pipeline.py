@@ -7,7 +7,6 @@ outcome on the call's span. Shadow versions score after the response is sent (``
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from cds_service.audit.rows import AuditRow, CallSubject, Verdict
-from cds_service.cds_hooks.cards import CardModelInfo, missing_input_card, risk_card
+from cds_service.cds_hooks.anchoring import moment_text, visit_of
+from cds_service.cds_hooks.cards import CardModelInfo, CardWording, missing_input_card, risk_card
 from cds_service.cds_hooks.extensions import SIMULATED_TIME_EXTENSION
-from cds_service.cds_hooks.fhir_client import NO_ANSWER_IN_TIME
 from cds_service.cds_hooks.prefetch import (
     FhirTimedOut,
     PreconditionFailed,
@@ -31,29 +30,17 @@ from cds_service.cds_hooks.prefetch import (
 )
 from cds_service.cds_hooks.responses import Card, CardsResponse
 from cds_service.cds_hooks.schemas import HookRequest, RequestError, parse_request
+from cds_service.cds_hooks.scoring import Choice, Scored, choose
 from cds_service.cds_hooks.shadow import score_shadows
 from cds_service.errors import ServiceError, json_response
 from cds_service.observability.stage_timer import StageTimer
 from cds_service.observability.traces import tracer
 from cds_service.security.jwt_auth import Caller
 from cds_service.security.pseudonym import pseudonym
-from cds_service.serving.hook_defs import HookDefinition, prefetch_resource_type
-from cds_service.serving.model_runtime import LoadedModel, Prediction
+from cds_service.serving.hook_defs import HookDefinition
 from cds_service.state import ServiceState
-from fhir_mappers.extract import Extraction, extract
-from fhir_mappers.spec import ModelSpec
 
 log = logging.getLogger("cds_service")
-
-
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """The extract and score stages' result: no risk when a required input is missing."""
-
-    model: LoadedModel
-    extraction: Extraction
-    risk: float | None = None
-    prediction: Prediction | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,41 +123,7 @@ def _log_timeout(hook_def: HookDefinition, keys: list[str], budget: float, outco
     )
 
 
-# --- extract and score ----------------------------------------------------------------------
-
-
-_SOURCE_OF_TYPE = {
-    "Patient": "patient",
-    "Observation": "observation",
-    "Encounter": "encounter",
-    "Condition": "condition",
-}
-
-
-def extract_features(
-    model: LoadedModel, data: ResolvedData, requested_at: datetime, hook_def: HookDefinition
-) -> Extraction:
-    """Features of the resources kept; what resolution left out joins the mapper's warnings, so
-    the audit row (live and shadow) says how many resources were not used and why."""
-    extraction = extract(data.resources, requested_at, model.spec)
-    extraction.warnings.update(data.counts())
-    types = {prefetch_resource_type(hook_def.prefetch[k]) for k in data.timed_out}
-    unanswered = {_SOURCE_OF_TYPE[t] for t in types if t in _SOURCE_OF_TYPE}
-    if unanswered:
-        _unanswered_missing(extraction, model.spec, unanswered)
-    return extraction
-
-
-def _unanswered_missing(extraction: Extraction, spec: ModelSpec, sources: set[str]) -> None:
-    """Features read from data the FHIR server did not deliver in time are missing, whatever the
-    rest gave (a count of 0 or an older value would be a guess), with that reason."""
-    for feat in spec.features:
-        if feat.source in sources:
-            extraction.values[feat.name] = None
-            prov = extraction.provenance[feat.name]
-            extraction.provenance[feat.name] = dataclasses.replace(
-                prov, value=None, time=None, sources=(), missing_reason=NO_ANSWER_IN_TIME
-            )
+# --- extract and score: scoring.py (the model that answers, at its moment) -----------------
 
 
 def unreadable_lines(data: ResolvedData) -> list[str]:
@@ -189,23 +142,14 @@ def unreadable_lines(data: ResolvedData) -> list[str]:
     return lines
 
 
-def score(model: LoadedModel, extraction: Extraction, timer: StageTimer) -> Scored:
-    """Never run on defaults: a missing required input means no risk at all."""
-    if extraction.missing_required(model.spec):
-        return Scored(model, extraction)
-    vector = extraction.vector(model.feature_names)
-    risk = model.risk(vector)
-    timer.mark("predict")
-    return Scored(model, extraction, risk, model.explain(vector))
-
-
 # --- card -----------------------------------------------------------------------------------
 
 
 def build_card(
-    st: ServiceState, hook_def: HookDefinition, scored: Scored, unreadable: list[str]
+    st: ServiceState, hook_def: HookDefinition, choice: Choice, unreadable: list[str]
 ) -> CardResult:
     settings = st.settings
+    scored = choice.scored
     model = scored.model
     common: dict[str, Any] = {
         "unreadable": unreadable,
@@ -215,11 +159,17 @@ def build_card(
         "smart_launch_url": f"{settings.public_base_url}/smart/launch",
     }
     info = CardModelInfo(model.name, model.version, model.artifact_sha256, model.spec)
+    texts = CardWording(
+        choice.texts,
+        moment_text(choice.texts.moment, choice.visit, choice.at),
+        choice.texts.note.format(pending=", ".join(choice.pending)) if choice.pending else "",
+    )
     if scored.prediction is None:
-        card = missing_input_card(hook_def, info, scored.extraction, **common)
+        card = missing_input_card(hook_def, texts, info, scored.extraction, **common)
         return CardResult(card, hook_def.card.on_missing_required == "card", None)
     card, band = risk_card(
         hook_def,
+        texts,
         info,
         scored.extraction,
         scored.prediction,
@@ -309,23 +259,22 @@ async def _stages(
     timer.mark("parse")
     data = await resolve_prefetch(st, hook_def, call)
     timer.mark("fetch")
-    model = st.registry.model_for(hook_def)
-    extraction = extract_features(model, data, requested_at, hook_def)
-    timer.mark("map")
-    scored = score(model, extraction, timer)
+    visit = visit_of(hook_def, data, requested_at)
+    choice = choose(st.registry, hook_def, data, requested_at, visit, timer)
+    scored = choice.scored
     timer.mark("explain")
-    result = build_card(st, hook_def, scored, unreadable_lines(data))
+    result = build_card(st, hook_def, choice, unreadable_lines(data))
     timer.mark("card")
     subject = call_subject(st, hook_def, call, requested_at, caller)
     stored = await audit(st, subject, scored, result, timer.elapsed_ms())
     timer.mark("audit")
-    shadows = st.registry.shadows_for(hook_def)
+    shadows = st.registry.shadows(scored.model.name)
     _report(span, timer, subject, scored, result, data, stored, len(shadows))
     cards = CardsResponse(cards=[result.card] if result.shown else [])
     response = json_response(cards.wire(), headers={"Server-Timing": timer.server_timing()})
     if shadows:
         response.background = BackgroundTask(
-            score_shadows, st.writer, shadows, hook_def, subject, extraction
+            score_shadows, st.writer, shadows, hook_def, subject, scored.extraction
         )
     return response
 

@@ -57,6 +57,11 @@ class ResolvedData:
     unattributed: int = 0  # a patient reference the service cannot resolve
     modifier_extension_skipped: int = 0  # this patient's, but with a modifierExtension
     timed_out: list[str] = field(default_factory=list)  # keys with no answer within the budget
+    # The Encounter named by context.encounterId, for a service anchored on it; its status is
+    # "own" (this patient's), "other", "unknown" (unattributable), "modified" (a modifier
+    # extension), "absent" or "timed-out".
+    visit: dict[str, Any] | None = None
+    visit_status: str = "absent"
 
     def counts(self) -> dict[str, int]:
         """The non-zero counts, named as the audit row and the span carry them."""
@@ -148,7 +153,7 @@ async def _fetch_missing(
     to_fetch: list[tuple[str, str]],
     attribution: Attribution,
     data: ResolvedData,
-    budget_seconds: float | None,
+    deadline: float | None,
 ) -> list[dict[str, Any]]:
     """The fallback: what the client did not send, from its FHIR server with its token, all
     fetches concurrently under one deadline."""
@@ -161,8 +166,6 @@ async def _fetch_missing(
         return []
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
     server = request.fhirServer
-    loop = asyncio.get_running_loop()
-    deadline = None if budget_seconds is None else loop.time() + budget_seconds
     results = await asyncio.gather(
         *(client.fetch(server, query, token, deadline) for _, query in to_fetch),
         return_exceptions=True,
@@ -199,6 +202,8 @@ async def resolve(
     """The FHIR data of the service's prefetch keys: as sent, else fetched, else 412.
     ``budget_seconds`` bounds the whole fallback (every fetch, page and retry)."""
     data = ResolvedData()
+    loop = asyncio.get_running_loop()
+    deadline = None if budget_seconds is None else loop.time() + budget_seconds
     context = request.context.model_dump()
     attribution = Attribution(request.context.patientId)
     prefetch = request.prefetch or {}
@@ -218,7 +223,60 @@ async def resolve(
             to_fetch.append((key, query))
     if to_fetch:
         candidates += await _fetch_missing(
-            hook_def, request, client, to_fetch, attribution, data, budget_seconds
+            hook_def, request, client, to_fetch, attribution, data, deadline
         )
+    encounter_id = request.context.encounterId
+    if hook_def.anchor == "encounter" and encounter_id:
+        found, failure = await _context_encounter(
+            request, client, candidates, attribution, deadline
+        )
+        if found is not None and not any(found is c for c in candidates):
+            candidates.append(found)
+        _place_visit(found, failure, attribution, data)
     _keep_patient(candidates, attribution, data)
     return data
+
+
+def _encounter_named(resources: list[dict[str, Any]], encounter_id: str) -> dict[str, Any] | None:
+    for res in resources:
+        if res.get("resourceType") == "Encounter" and res.get("id") == encounter_id:
+            return res
+    return None
+
+
+async def _context_encounter(
+    request: HookRequest,
+    client: FhirClient | None,
+    candidates: list[dict[str, Any]],
+    attribution: Attribution,
+    deadline: float | None,
+) -> tuple[dict[str, Any] | None, str]:
+    """The Encounter in context: from the call's keys, else read from the FHIR server under the
+    call's one deadline; (None, why) when it cannot be had."""
+    encounter_id = request.context.encounterId or ""
+    found = _encounter_named(candidates, encounter_id)
+    if found is not None or request.fhirServer is None or client is None:
+        return found, "absent"
+    token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
+    try:
+        result = await client.fetch(
+            request.fhirServer, f"Encounter/{encounter_id}", token, deadline
+        )
+    except FhirFetchError as exc:
+        return None, "timed-out" if exc.timed_out else "absent"
+    attribution.learn(result.resources, result.full_urls)
+    return _encounter_named(result.resources, encounter_id), "absent"
+
+
+def _place_visit(
+    found: dict[str, Any] | None, failure: str, attribution: Attribution, data: ResolvedData
+) -> None:
+    """Whose the Encounter in context is: only this patient's may anchor the moment."""
+    if found is None:
+        data.visit_status = failure
+        return
+    verdict: str = attribution.of(found)
+    if verdict == "patient" and has_modifier_extension(found):
+        verdict = "modified"  # FHIR: not to be processed by a reader that does not understand it
+    data.visit_status = "own" if verdict == "patient" else verdict
+    data.visit = found if verdict == "patient" else None

@@ -8,7 +8,9 @@ bedside.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,17 @@ USER_TOKENS = {
 }
 INDICATORS = ("info", "warning", "critical")
 ON_FHIR_TIMEOUT = ("412", "card")
+ANCHORS = ("encounter",)
+# The placeholders each card text may use (filled by cds_hooks/cards.py); checked at load time.
+TEXT_FIELDS: dict[str, frozenset[str]] = {
+    "summary": frozenset({"risk_pct", "band", "moment"}),
+    "missing_summary": frozenset({"moment"}),
+    "risk_sentence": frozenset({"moment"}),
+    "source_label": frozenset(),
+    "moment": frozenset({"time", "arrival", "elapsed"}),
+    "note": frozenset({"pending"}),
+}
+_ANCHOR_ONLY = frozenset({"arrival", "elapsed"})
 _TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
@@ -61,6 +74,17 @@ class CardTexts:
     topic_display: str
     on_missing_required: str
     override_reasons: tuple[OverrideReason, ...]
+    moment: str = ""  # when the prediction is for, e.g. "{elapsed} after arrival ({time})"
+    note: str = ""  # a fallback model's line on the models passed over ({pending} inputs)
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """A model that answers when the models before it lack a required input, with its texts."""
+
+    model: str
+    model_version: str
+    card: CardTexts
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +103,14 @@ class HookDefinition:
     source_file: str = field(default="")
     fhir_budget_seconds: float | None = None  # None: the service's CDS_FHIR_BUDGET_SECONDS
     on_fhir_timeout: str = "412"  # "412", or "card": the card without what did not arrive
+    anchor: str | None = None  # "encounter": the moment hangs on context.encounterId's start
+    fallbacks: tuple[Fallback, ...] = ()
+
+    @property
+    def model_versions(self) -> tuple[tuple[str, str], ...]:
+        """Every model the service may answer with, in the order they are tried."""
+        fallbacks = [(f.model, f.model_version) for f in self.fallbacks]
+        return ((self.model, self.model_version), *fallbacks)
 
     def band_for(self, risk: float) -> Band:
         for band in self.bands:
@@ -109,13 +141,15 @@ PANELS_OF_COMPONENTS = {
 }
 
 
-def _expand(template: str, spec: ModelSpec) -> str:
-    """Load-time macros so templates need not repeat the codes the feature spec already lists."""
-    obs_codes = sorted({c for f in spec.features if f.source == "observation" for c in f.codes})
+def _expand(template: str, specs: list[ModelSpec]) -> str:
+    """Load-time macros so templates need not repeat the codes the feature specs already list
+    (every model of the service: a fallback reads from the same prefetch)."""
+    features = [f for spec in specs for f in spec.features]
+    obs_codes = sorted({c for f in features if f.source == "observation" for c in f.codes})
     obs_codes = sorted(
         set(obs_codes) | {PANELS_OF_COMPONENTS[c] for c in obs_codes if c in PANELS_OF_COMPONENTS}
     )
-    cond_codes = sorted({c for f in spec.features if f.source == "condition" for c in f.codes})
+    cond_codes = sorted({c for f in features if f.source == "condition" for c in f.codes})
     return template.replace("$observation_codes", ",".join(obs_codes)).replace(
         "$condition_codes", ",".join(cond_codes)
     )
@@ -158,12 +192,18 @@ def parse_hook_definition(doc: dict[str, Any], where: str, spec_for: Any) -> Hoo
         raise HookDefinitionError(f"{where}: id may contain letters, digits, '.', '_' and '-'")
     model = _require(service, "model", where)
     spec: ModelSpec = spec_for(model)
+    anchor = _anchor(service, hook, where)
+    fallbacks_raw = doc.get("fallback", [])
+    if not isinstance(fallbacks_raw, list) or not all(isinstance(f, dict) for f in fallbacks_raw):
+        raise HookDefinitionError(f"{where}: [[fallback]] entries are tables")
+    specs = [spec] + [spec_for(_require(f, "model", f"{where} fallback")) for f in fallbacks_raw]
+    _check_models(specs, anchor, where)
     prefetch_raw = doc.get("prefetch", {})
     if not isinstance(prefetch_raw, dict) or not all(
         isinstance(v, str) for v in prefetch_raw.values()
     ):
         raise HookDefinitionError(f"{where}: [prefetch] maps keys to template strings")
-    prefetch = {k: _expand(v, spec) for k, v in prefetch_raw.items()}
+    prefetch = {k: _expand(v, specs) for k, v in prefetch_raw.items()}
     for key, template in prefetch.items():
         check_template(template, hook, f"{where} prefetch.{key}")
     required = tuple(service.get("required_prefetch", list(prefetch)))
@@ -197,6 +237,21 @@ def parse_hook_definition(doc: dict[str, Any], where: str, spec_for: Any) -> Hoo
     on_missing = card.get("on_missing_required", "card")
     if on_missing not in ("card", "none"):
         raise HookDefinitionError(f"{where}: on_missing_required must be 'card' or 'none'")
+    texts = CardTexts(
+        summary=_require(card, "summary", where),
+        missing_summary=_require(card, "missing_summary", where),
+        risk_sentence=_require(card, "risk_sentence", where),
+        source_label=_require(card, "source_label", where),
+        topic_system=_require(topic, "system", f"{where} card.topic"),
+        topic_code=_require(topic, "code", f"{where} card.topic"),
+        topic_display=str(topic.get("display", "")),
+        on_missing_required=on_missing,
+        override_reasons=reasons,
+        moment=str(card.get("moment", "")),
+        note=str(card.get("note", "")),
+    )
+    _check_texts(texts, anchor, where)
+    fallbacks = tuple(_fallback(f, texts, anchor, f"{where} fallback") for f in fallbacks_raw)
     return HookDefinition(
         id=service_id,
         hook=hook,
@@ -208,21 +263,86 @@ def parse_hook_definition(doc: dict[str, Any], where: str, spec_for: Any) -> Hoo
         prefetch=prefetch,
         required_prefetch=required,
         bands=tuple(bands),
-        card=CardTexts(
-            summary=_require(card, "summary", where),
-            missing_summary=_require(card, "missing_summary", where),
-            risk_sentence=_require(card, "risk_sentence", where),
-            source_label=_require(card, "source_label", where),
-            topic_system=_require(topic, "system", f"{where} card.topic"),
-            topic_code=_require(topic, "code", f"{where} card.topic"),
-            topic_display=str(topic.get("display", "")),
-            on_missing_required=on_missing,
-            override_reasons=reasons,
-        ),
+        card=texts,
         source_file=where,
         fhir_budget_seconds=budget,
         on_fhir_timeout=on_timeout,
+        anchor=anchor,
+        fallbacks=fallbacks,
     )
+
+
+def _anchor(service: dict[str, Any], hook: str, where: str) -> str | None:
+    anchor = service.get("anchor")
+    if anchor is None:
+        return None
+    if anchor not in ANCHORS:
+        raise HookDefinitionError(f"{where}: anchor must be one of {ANCHORS}")
+    if "encounterId" not in HOOK_CONTEXT[hook]:
+        raise HookDefinitionError(f"{where}: {hook} has no context.encounterId to anchor on")
+    return str(anchor)
+
+
+def _check_models(specs: list[ModelSpec], anchor: str | None, where: str) -> None:
+    """The models of one service predict the same outcome (they share the bands), and their
+    moment of prediction can be placed the way the service says."""
+    for spec in specs:
+        if (spec.label.name, spec.label.codes, spec.label.window) != (
+            specs[0].label.name,
+            specs[0].label.codes,
+            specs[0].label.window,
+        ):
+            raise HookDefinitionError(
+                f"{where}: model {spec.name} predicts another outcome than {specs[0].name}"
+            )
+        anchored = [f.name for f in spec.features if f.relative_to == "anchor"]
+        if anchored and anchor != "encounter":
+            raise HookDefinitionError(
+                f"{where}: model {spec.name} has windows relative to the encounter "
+                f'({", ".join(anchored)}); the service needs anchor = "encounter"'
+            )
+        if anchor == "encounter" and (
+            spec.index.resource != "Encounter" or len(spec.index.offsets) != 1
+        ):
+            raise HookDefinitionError(
+                f'{where}: anchor = "encounter" needs model {spec.name} indexed on an '
+                "Encounter with exactly one offset"
+            )
+
+
+def _check_texts(texts: CardTexts, anchor: str | None, where: str) -> None:
+    """Placeholders are the ones the card builder fills; a typo fails at start-up."""
+    for name, allowed in TEXT_FIELDS.items():
+        text = getattr(texts, name)
+        try:
+            used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+        except ValueError as exc:
+            raise HookDefinitionError(f"{where}: card {name}: {exc}") from None
+        if anchor is None:
+            allowed = allowed - _ANCHOR_ONLY
+        unknown = used - allowed
+        if unknown:
+            raise HookDefinitionError(
+                f"{where}: card {name} uses {sorted(unknown)}; allowed here: {sorted(allowed)}"
+            )
+
+
+_FALLBACK_TEXTS = ("summary", "missing_summary", "risk_sentence", "source_label", "moment", "note")
+
+
+def _fallback(raw: dict[str, Any], texts: CardTexts, anchor: str | None, where: str) -> Fallback:
+    """A [[fallback]] entry: model, version and the card texts it changes (the rest shared)."""
+    unknown = set(raw) - {"model", "model_version", "card"}
+    card = raw.get("card", {})
+    if unknown or not isinstance(card, dict) or set(card) - set(_FALLBACK_TEXTS):
+        raise HookDefinitionError(
+            f"{where}: keys are model, model_version and card ({', '.join(_FALLBACK_TEXTS)})"
+        )
+    if not all(isinstance(v, str) for v in card.values()):
+        raise HookDefinitionError(f"{where}: card texts are strings")
+    own = dataclasses.replace(texts, **card)
+    _check_texts(own, anchor, where)
+    return Fallback(_require(raw, "model", where), _require(raw, "model_version", where), own)
 
 
 def load_hook_definitions(directory: Path, spec_for: Any) -> list[HookDefinition]:

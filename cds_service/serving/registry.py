@@ -42,13 +42,20 @@ class Registry:
     site_trail: str = "pending"
 
     def model_for(self, hook_def: HookDefinition) -> LoadedModel:
-        current = self.serving.get(hook_def.model)
-        if current is not None:
-            return current.live
-        return self.models[(hook_def.model, hook_def.model_version)]
+        return self.live(hook_def.model, hook_def.model_version)
 
     def shadows_for(self, hook_def: HookDefinition) -> tuple[LoadedModel, ...]:
-        current = self.serving.get(hook_def.model)
+        return self.shadows(hook_def.model)
+
+    def live(self, name: str, default_version: str) -> LoadedModel:
+        """The deployed live version of a model, else the version the hook file names."""
+        current = self.serving.get(name)
+        if current is not None:
+            return current.live
+        return self.models[(name, default_version)]
+
+    def shadows(self, name: str) -> tuple[LoadedModel, ...]:
+        current = self.serving.get(name)
         return current.shadows if current is not None else ()
 
     def _load(self, name: str, version: str) -> LoadedModel:
@@ -66,8 +73,11 @@ class Registry:
             return False
         state = current_state(records, environment)
         snapshot: dict[str, Serving] = {}
-        for model_name in sorted({d.model for d in self.services.values()}):
-            default = next(d.model_version for d in self.services.values() if d.model == model_name)
+        defaults: dict[str, str] = {}
+        for d in self.services.values():
+            for name, version in d.model_versions:
+                defaults.setdefault(name, version)
+        for model_name, default in sorted(defaults.items()):
             entry = state.get(model_name)
             live_version = entry.live if entry and entry.live else default
             try:
@@ -108,9 +118,9 @@ def load_registry(
     defs = load_hook_definitions(hooks_dir, spec_for)
     models: dict[tuple[str, str], LoadedModel] = {}
     for d in defs:
-        key = (d.model, d.model_version)
-        if key not in models:
-            models[key] = load_model(models_dir, d.model, d.model_version, site)
+        for key in d.model_versions:
+            if key not in models:
+                models[key] = load_model(models_dir, *key, site)
     unused = unused_site_entries(site, (m.spec for m in models.values()))
     if unused:  # a national lab map covers far more codes than the models read
         log.warning(

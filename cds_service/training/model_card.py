@@ -83,6 +83,8 @@ def render_model_card(spec: ModelSpec, cfg: TrainingConfig, manifest: dict[str, 
             if f.window
             else "at index time"
         )
+        if f.relative_to == "anchor":
+            window += f" from the {spec.index.resource} {spec.index.anchor}, up to the index time"
         lines.append(
             f"| {f.label} | {f.description} | {f.unit or ''} | {window} | {f.aggregation} "
             f"| {'yes' if f.required else 'no'} |"

@@ -124,7 +124,7 @@ def profile_export(
         facts = normalize(resources, spec)
         profile.stats.warnings.update(facts.warnings)
         for event in events:
-            extraction = aggregate(facts, event.index_time, spec)
+            extraction = aggregate(facts, event.index_time, spec, event.anchor_time)
             label = label_for(resources, event, spec.label)
             profile.events += 1
             profile.positives += label

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cds_service.cds_hooks.cards import CardModelInfo, missing_input_card, risk_card
+from cds_service.cds_hooks.cards import CardModelInfo, CardWording, missing_input_card, risk_card
 from cds_service.cds_hooks.examples import ed_case
 from cds_service.cds_hooks.responses import Card, Coding, Link, Source, Suggestion
 from cds_service.serving.model_runtime import Prediction
@@ -36,6 +36,7 @@ def _risk_card(risk: float, **kw: Any) -> tuple[Card, str]:
     kw.setdefault("smart_launch_url", LAUNCH)
     return risk_card(
         HOOK,
+        CardWording(HOOK.card, moment="50 min after arrival (09:30 UTC)"),
         INFO,
         _extraction(),
         _prediction(risk),
@@ -87,6 +88,7 @@ def test_missing_input_card_names_what_is_missing_and_shows_no_number() -> None:
     extraction = extract([ed_case(NOW)["patient"]], NOW, INFO.spec)
     card = missing_input_card(
         HOOK,
+        CardWording(HOOK.card),
         INFO,
         extraction,
         card_uuid="c-2",

@@ -54,8 +54,9 @@ def _mi_body() -> dict[str, Any]:
     )
 
 
-def _no_risk_body() -> dict[str, Any]:
-    """Every prefetch key filled, but with no observations: the required inputs are missing."""
+def _arrival_body() -> dict[str, Any]:
+    """Every prefetch key filled, but with no observations: triage vitals are not recorded yet,
+    so the arrival model answers (hooks/ed-admission-risk.toml [[fallback]])."""
     case = ed_case(NOW)
     prefetch = ed_prefetch(case)
     prefetch["observations"] = searchset([])
@@ -66,6 +67,14 @@ def _no_risk_body() -> dict[str, Any]:
         encounter_id=case["encounter_id"],
         hook_instance="golden-no-risk",
     )
+
+
+def _no_risk_body() -> dict[str, Any]:
+    """No observations and no birth date: neither model has its required inputs."""
+    body = _arrival_body()
+    del body["prefetch"]["patient"]["birthDate"]
+    body["hookInstance"] = "golden-no-risk-at-all"
+    return body
 
 
 CASES: dict[str, tuple[str, Any]] = {
@@ -79,6 +88,7 @@ CASES: dict[str, tuple[str, Any]] = {
         lambda: _ed_body("patient-view"),
     ),
     "post-mi-unplanned-visit-risk": ("post-mi-unplanned-visit-risk", _mi_body),
+    "ed-admission-risk-at-arrival": ("ed-admission-risk", _arrival_body),
     "ed-admission-no-risk": ("ed-admission-risk", _no_risk_body),
 }
 

@@ -64,10 +64,16 @@ def test_full_prefetch_is_used_as_sent() -> None:
 
 
 def test_null_means_no_data_and_is_not_fetched() -> None:
+    """The search is not run again; the encounter in context, which a service anchored on it
+    needs and no key holds, is read by id."""
     prefetch = ed_prefetch(CASE)
     prefetch["encounters"] = None
-    data = run(prefetch, respx.MockRouter(assert_all_mocked=True))
+    router = respx.MockRouter(assert_all_mocked=True)
+    visit = CASE["encounters"][0]
+    read = router.get(f"{FHIR_BASE}/Encounter/{visit['id']}").respond(200, json=visit)
+    data = run(prefetch, router)
     assert data.origin["encounters"] == "null"
+    assert read.call_count == 1 and data.visit_status == "own" and data.visit == visit
 
 
 def test_resources_of_other_patients_are_dropped() -> None:

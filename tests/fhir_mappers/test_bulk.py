@@ -27,6 +27,7 @@ from fhir_mappers.bulk import (
     write_training_table,
 )
 from fhir_mappers.events import IndexEvent, index_events, label_for
+from fhir_mappers.spec import load_spec
 from tests.utils.exports import ed_resources, ndjson, write_ed_export
 
 
@@ -523,3 +524,83 @@ def test_resources_with_a_modifier_extension_are_skipped_and_counted(
 def _read_csv_rows(export, spec, out):
     write_training_table(export, spec, out)
     return _read_csv(out)
+
+
+# --- windows anchored on the ED encounter's start ------------------------------------------
+
+
+def _anchored_spec(make_spec):
+    """A first-of-visit heart rate hanging on the encounter's start, next to the usual one."""
+    from tests.conftest import obs_feature
+
+    return make_spec(
+        obs_feature("hr_last_6h", required=True),
+        obs_feature("hr_first_of_visit", aggregation="first", window=["-PT15M", "PT2H"],
+                    relative_to="anchor"),
+    )  # fmt: skip
+
+
+def _serving_rows(export_rows, spec, resources, now_after):
+    """What the service computes for each training row's visit, called ``now_after`` after the
+    moment training used: the moment placed by ``anchoring.index_time``, the anchor read from the
+    context encounter by ``encounter_anchor``."""
+    from cds_service.cds_hooks.anchoring import Visit, index_time
+    from fhir_mappers.events import encounter_anchor
+
+    everything = [r for group in resources.values() for r in group]
+    for row in export_rows:
+        mine = [r for r in everything if f"Patient/{row['patient_id']}" in json.dumps(r)]
+        mine += [r for r in resources["Patient"] if r["id"] == row["patient_id"]]
+        visit = next(r for r in mine if f"Encounter/{r['id']}" == row["anchor"])
+        start = encounter_anchor(visit)
+        assert start is not None
+        trained_at = datetime.fromisoformat(row["index_time"])
+        at = index_time(Visit(start), spec, trained_at + now_after)
+        assert at == trained_at
+        yield row, extract(mine, at, spec, anchor=start)
+
+
+@pytest.mark.parametrize("now_after", [timedelta(0), timedelta(hours=5)])
+def test_anchored_rows_equal_the_live_extraction(ed_export, make_spec, fhir, now_after):
+    spec = _anchored_spec(make_spec)
+    rows = list(iter_rows(ed_export, spec, TableStats()))
+    assert rows
+    for row, live in _serving_rows(rows, spec, ed_resources(fhir), now_after):
+        assert {n: row[n] for n in spec.feature_names} == live.values
+
+
+def test_arrival_model_rows_equal_the_live_extraction(ed_export, fhir):
+    from tests.conftest import MODELS_DIR
+
+    spec = load_spec(MODELS_DIR / "ed-admission-arrival" / "features.toml")
+    rows = list(iter_rows(ed_export, spec, TableStats()))
+    assert [r["anchor"] for r in rows] == ["Encounter/e1", "Encounter/e4", "Encounter/e2",
+                                           "Encounter/e3"]  # fmt: skip
+    assert {r["index_time"][11:16] for r in rows} == {"10:05", "08:05", "12:05"}
+    for row, live in _serving_rows(rows, spec, ed_resources(fhir), timedelta(hours=2)):
+        assert {n: row[n] for n in spec.feature_names} == live.values
+    assert [r["triage_urgency"] for r in rows] == [3.0, 2.0, 1.0, None]
+
+
+def test_an_anchored_window_ignores_what_precedes_the_visit(make_spec, fhir):
+    """A heart rate 3 h before arrival is inside the 6 h before the index but not in the visit's
+    window; a value after the index time is never seen, even inside the anchored window."""
+    spec = _anchored_spec(make_spec)
+    start = datetime(2024, 2, 1, 10, 0, tzinfo=UTC)
+    resources = [
+        fhir.patient("p1", "1950-02-01", "male"),
+        fhir.encounter("e1", "EMER", "2024-02-01T10:00:00Z", patient="p1"),
+        fhir.observation("h0", "8867-4", 61, "/min", at="2024-02-01T07:00:00Z", patient="p1"),
+        fhir.observation("h1", "8867-4", 118, "/min", at="2024-02-01T10:20:00Z", patient="p1"),
+        fhir.observation("h2", "8867-4", 99, "/min", at="2024-02-01T11:30:00Z", patient="p1"),
+    ]
+    at = start + timedelta(hours=1)
+    anchored = extract(resources, at, spec, anchor=start)
+    assert anchored.values == {"hr_last_6h": 118.0, "hr_first_of_visit": 118.0}
+    early = extract(resources, start + timedelta(minutes=10), spec, anchor=start)
+    assert early.values["hr_first_of_visit"] is None  # h1 (10:20) is after the index time
+    unanchored = extract(resources, at, spec)
+    assert unanchored.values["hr_first_of_visit"] is None
+    assert unanchored.provenance["hr_first_of_visit"].missing_reason == (
+        "no encounter to anchor the window on"
+    )

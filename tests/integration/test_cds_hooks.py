@@ -187,12 +187,15 @@ def test_null_prefetch_means_no_data_and_is_not_refetched(svc: Service) -> None:
     assert r.status_code == 200
     assert route.call_count == 0
     card = r.json()["cards"][0]
-    assert "not computed" in card["summary"] and "%" not in card["summary"]
-    assert card["indicator"] == "info"
-    assert "Heart rate (required)" in card["detail"]
+    # no observations, so no triage vitals: the arrival model answers, and says so
+    assert card["summary"].startswith("Admission risk at arrival ")
+    assert (
+        "Triage vitals are not recorded yet (Heart rate, Systolic blood pressure)"
+        in (card["detail"])
+    )
     row = svc.card_row(card["uuid"])
-    assert row["card_kind"] == "no-risk" and row["risk"] is None
-    assert "heart_rate" in json.loads(row["missing_features"])
+    assert (row["model_name"], row["card_kind"]) == ("ed-admission-arrival", "risk")
+    assert "heart_rate" not in json.loads(row["features"])
 
 
 def test_missing_prefetch_without_fhir_server_is_412(svc: Service) -> None:

@@ -39,6 +39,10 @@ def _hooks(tmp: Path) -> Path:
     text = text.replace(
         "[prefetch]", 'fhir_budget_seconds = 1.0\non_fhir_timeout = "card"\n\n[prefetch]', 1
     )
+    # The encounter in context anchors the moment (a 412 without it, whatever on_fhir_timeout
+    # says): this EHR prefetches it on its own key, so only the encounter search is late.
+    visit = 'visit = "Encounter/{{context.encounterId}}"\n'
+    text = text.replace("[prefetch]\n", "[prefetch]\n" + visit, 1)
     path.write_text(text, encoding="utf-8")
     return out
 
@@ -64,6 +68,8 @@ def _call(svc: Service, service_id: str, base: str, missing: str) -> tuple[httpx
     case = ed_case(NOW, sick=True)
     prefetch = ed_prefetch(case)
     del prefetch[missing]
+    if service_id == ED:
+        prefetch["visit"] = case["encounters"][0]
     hook = "encounter-start" if service_id == ED else "patient-view"
     encounter = case["encounter_id"] if service_id == ED else None
     body = hook_body(

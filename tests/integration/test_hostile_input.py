@@ -25,6 +25,8 @@ SECRETS = (PID, FAMILY, "Testa", MRN, BORN)
 MAX_BODY = 256 * 1024
 MAX_RESOURCES = 40
 REQUIRED = {"age", "heart_rate", "systolic_bp"}  # models/ed-admission/features.toml
+# Without a usable triage vital the arrival model answers (hooks/ed-admission-risk.toml).
+VITALS = {"heart_rate", "systolic_bp"}
 OBSERVATION_FEATURES = (
     "heart_rate", "resp_rate", "systolic_bp", "diastolic_bp", "temperature", "spo2", "crp",
     "lactate", "leukocytes", "glucose",
@@ -103,6 +105,12 @@ def audited(svc: Service, r: httpx.Response) -> tuple[dict[str, Any], dict[str, 
 def assert_missing(svc: Service, r: httpx.Response, *names: str) -> dict[str, Any]:
     """The damaged inputs are missing in the audit row; a missing required one means no risk."""
     card, row = audited(svc, r)
+    if VITALS.intersection(names) and "age" not in names:
+        # the one-hour model never ran on the damaged vital: the arrival model answered
+        assert row["model_name"] == "ed-admission-arrival" and row["card_kind"] == "risk"
+        assert "triage vitals not yet recorded" in card["summary"]
+        assert not VITALS.intersection(row["features"])
+        return row
     for name in names:
         assert row["features"][name] is None, (name, row["features"][name])
         assert name in row["missing_features"]
@@ -225,10 +233,19 @@ WRONG_TYPES: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ("birthDate as number", _set("patient", "birthDate", value=19410401), ("age",)),
     ("gender as list", _set("patient", "gender", value=["male"]), ("sex_male",)),
     ("priority as string", _set("ed", "priority", value="EM"), ("triage_urgency",)),
-    ("period as list", _set("ed", "period", value=[{"start": "2026-03-14"}]), ("triage_urgency",)),
     ("component as object", _component_as_object, ("systolic_bp", "diastolic_bp")),
     ("time as number", _set("hr", "effectiveDateTime", value=1773480000), ("heart_rate",)),
 ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "period", [[{"start": "2026-03-14"}], {"start": 1773480000}, {"end": "2026-03-14"}, "x"]
+)
+def test_an_encounter_in_context_without_a_start_is_412(svc: Service, period: Any) -> None:
+    """encounter-start anchors the moment of prediction on the encounter's start."""
+    pf = prefetch()
+    _set("ed", "period", value=period)(pf)
+    assert_clean_error(svc.call(ED, body(pf)), 412, "has no start (period.start)")
 
 
 @pytest.mark.parametrize(
@@ -515,7 +532,10 @@ def test_fhir_server_flooding_resources_is_bounded(svc: Service) -> None:
     route = svc.fhir.get(url__startswith=f"{FHIR_BASE}/Observation").mock(
         return_value=httpx.Response(200, json=page)
     )
-    _card, row = audited(svc, svc.call(ED, _fallback_body()))
+    doc = _fallback_body()
+    doc.update(hook="patient-view", context={"userId": doc["context"]["userId"], "patientId": PID})
+    # patient-view: the one-hour model alone, so the row shows the flooded heart rate
+    _card, row = audited(svc, svc.call(f"{ED}-patient-view", doc))
     assert route.call_count == 1
     assert row["features"]["heart_rate"] == 128
 

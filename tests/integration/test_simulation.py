@@ -80,8 +80,12 @@ def test_simulation_flags_an_injected_shift(
     assert all(not a.startswith(first_window) for a in flagged), "flagged before the shift"
     rows = db.rows("SELECT metric FROM v_alerts WHERE feature = :f", f=feature)  # type: ignore[attr-defined]
     assert rows
-    perf = db.rows("SELECT value FROM v_performance WHERE metric = 'auroc'")  # type: ignore[attr-defined]
-    assert perf and all(0.5 < r["value"] <= 1 for r in perf)
+    perf = db.rows("SELECT model_name, value FROM v_performance WHERE metric = 'auroc'")  # type: ignore[attr-defined]
+    # The arrival model answers only the few visits without triage vitals at start + 1 h: too
+    # few outcomes in a window for a stable AUROC, so only the range is checked for it.
+    main = [r for r in perf if r["model_name"] != "ed-admission-arrival"]
+    assert main and all(0.5 < r["value"] <= 1 for r in main)
+    assert all(r["value"] is None or 0 <= r["value"] <= 1 for r in perf)
     next(run, None)
 
 

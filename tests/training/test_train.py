@@ -21,7 +21,7 @@ from tests.conftest import MODELS_DIR
 
 def _models_dir(tmp: Path) -> Path:
     root = tmp / "models"
-    for name in ("ed-admission", "post-mi-unplanned-visit"):
+    for name in ("ed-admission", "ed-admission-arrival", "post-mi-unplanned-visit"):
         (root / name).mkdir(parents=True)
         for file in ("features.toml", "training.toml"):
             shutil.copy(MODELS_DIR / name / file, root / name / file)
@@ -135,7 +135,9 @@ def test_different_seed_changes_the_split_and_so_the_model(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["ed-admission", "post-mi-unplanned-visit"])
+@pytest.mark.parametrize(
+    "model", ["ed-admission", "ed-admission-arrival", "post-mi-unplanned-visit"]
+)
 def test_default_synth_then_train_reproduces_committed_artifact(
     model: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
