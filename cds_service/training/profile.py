@@ -50,6 +50,7 @@ _STOP = frozenset(
         "rate",
         "score",
         "total",
+        "pressure",
     }
 )
 CANDIDATES_PER_FEATURE = 5
@@ -139,12 +140,15 @@ def _words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z][a-z0-9]+", text.lower()) if len(w) > 2} - _STOP
 
 
-def candidates(profile: Profile, feat: FeatureSpec) -> list[tuple[str, CodeSeen]]:
-    """Codes of the feature's resource type, not in the spec, whose display shares a meaningful
-    word with the feature's name or display: the likeliest local or alternative codes."""
+def candidates(
+    profile: Profile, feat: FeatureSpec, spec: ModelSpec | None = None
+) -> list[tuple[str, CodeSeen]]:
+    """Codes of the feature's resource type, read by no feature of the spec, whose display shares
+    a meaningful word with the feature's name or display: the likeliest local or alternative
+    codes. A code another feature reads (diastolic next to systolic) is not a candidate."""
     wanted = _words(f"{feat.name.replace('_', ' ')} {feat.display}")
     resource = feat.source.capitalize()
-    mapped = set(feat.codes)
+    mapped = {code for f in (spec.features if spec else (feat,)) for code in f.codes}
     found = [
         (key, seen)
         for key, seen in profile.codes.items()
@@ -155,7 +159,10 @@ def candidates(profile: Profile, feat: FeatureSpec) -> list[tuple[str, CodeSeen]
 
 
 def unit_report(profile: Profile, feat: FeatureSpec) -> list[tuple[str, int, bool]]:
-    """(unit, count, converts to the feature's unit) over the feature's mapped codes."""
+    """(unit, count, converts to the feature's unit) over the feature's mapped codes; nothing for
+    a feature that reads no unit (a count, days since)."""
+    if feat.unit is None:
+        return []
     units: Counter[str] = Counter()
     for code in feat.codes:
         seen = profile.codes.get(code)

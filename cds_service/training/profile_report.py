@@ -40,7 +40,7 @@ def text_report(profile: Profile, spec: ModelSpec) -> list[str]:
             if not ok:
                 lines.append(f"      unit {unit} x{count} does not convert to {feat.unit}")
         if share < LOW_COVERAGE:
-            for key, seen in candidates(profile, feat):
+            for key, seen in candidates(profile, feat, spec):
                 lines.append(f"      not mapped: {key} x{seen.count} ({seen.display})")
     return lines
 
@@ -56,7 +56,7 @@ def html_report(profile: Profile, spec: ModelSpec) -> str:
         )
         looks = "<br>".join(
             f"<code>{escape(key)}</code> &times;{seen.count} {escape(seen.display)}"
-            for key, seen in (candidates(profile, feat) if share < LOW_COVERAGE else [])
+            for key, seen in (candidates(profile, feat, spec) if share < LOW_COVERAGE else [])
         )
         rows.append(
             f"<tr><td>{escape(feat.name)}{' (required)' if feat.required else ''}</td>"

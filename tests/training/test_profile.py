@@ -76,6 +76,25 @@ def test_coverage_lookalikes_units_and_dropped_positives(
     assert "Glucose in blood (local)" in page and "<script" not in page
 
 
+def test_another_features_code_is_no_lookalike_and_counts_report_no_unit(
+    tmp_path: Path, fhir: Any, ed_spec: Any
+) -> None:
+    """Diastolic pressure shares words with systolic but is read by its own feature: pointing at
+    it would send the integrator mapping it twice. A count reads no unit, so none can fail."""
+    export = write_ed_export(tmp_path / "export", fhir)
+    local_sbp = fhir.observation("sbp-l", "8480-6", 120, "mm[Hg]", at="2024-02-03T08:12:00Z")
+    local_sbp["code"] = {
+        "coding": [{"system": LOCAL_LAB, "code": "SBP", "display": "Systolic pressure (local)"}]
+    }
+    _add(export, "Observation", local_sbp)
+    profile = profile_export(export, ed_spec, "ed-admission")
+    systolic = ed_spec.feature("systolic_bp")
+    keys = [key for key, _ in candidates(profile, systolic, ed_spec)]
+    assert f"{LOCAL_LAB}|SBP" in keys
+    assert not any(key in ed_spec.feature("diastolic_bp").codes for key in keys)
+    assert unit_report(profile, ed_spec.feature("prior_admissions_365d")) == []
+
+
 def test_the_cli_prints_and_writes_the_report(tmp_path: Path, fhir: Any) -> None:
     export = _export(tmp_path, fhir)
     out = tmp_path / "report.html"
