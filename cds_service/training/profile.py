@@ -51,6 +51,18 @@ _STOP = frozenset(
         "score",
         "total",
         "pressure",
+        # aggregation words in feature names ("weight_last" matched "in the last year")
+        "last",
+        "first",
+        "mean",
+        "max",
+        "min",
+        "change",
+        "slope",
+        "days",
+        "since",
+        "highest",
+        "lowest",
     }
 )
 CANDIDATES_PER_FEATURE = 5
