@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from cds_devtools.synth.codes import (
@@ -13,50 +11,12 @@ from cds_devtools.synth.codes import (
     LOCAL_LAB,
     SURVEY,
     VITALS,
-    Json,
     loinc,
     make_coding,
 )
 from cds_devtools.synth.draws import cumulative
-
-
-@dataclass(frozen=True, slots=True)
-class Unit:
-    """One way a hospital or device reports a quantity: UCUM code, label, codings, conversion."""
-
-    code: str
-    display: str
-    codings: tuple[tuple[float, tuple[Json, ...]], ...]
-    scale: float = 1.0
-    shift: float = 0.0
-    decimals: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """A measured concept; values are passed in the canonical unit of the feature spec."""
-
-    text: str
-    category: list[Json] | None
-    units: tuple[tuple[float, Unit], ...]
-    absurd: float
-    local: Json | None = None
-    p_local: float = 0.0
-    p_local_only: float = 0.0
-    censor_below: float = 0.0
-    dimensionless: bool = False
-
-
-def _unit(
-    code: str,
-    display: str,
-    codings: Sequence[tuple[float, tuple[Json, ...]]],
-    scale: float = 1.0,
-    shift: float = 0.0,
-    decimals: int = 0,
-) -> Unit:
-    return Unit(code, display, cumulative(codings), scale, shift, decimals)
-
+from cds_devtools.synth.kind_types import Kind
+from cds_devtools.synth.kind_types import unit as _unit
 
 _HR_CODE: Final = ((1.0, (loinc("8867-4", "Heart rate"),)),)
 SBP_CODING: Final = loinc("8480-6", "Systolic blood pressure")

@@ -19,14 +19,13 @@ from cds_devtools.synth.codes import (
     make_coding,
 )
 from cds_devtools.synth.draws import pick, randint, rounded
+from cds_devtools.synth.kind_types import Kind, Unit
 from cds_devtools.synth.kinds import (
     BP_PANEL,
     DBP_CODING,
     DIASTOLIC,
     SBP_CODING,
     SYSTOLIC,
-    Kind,
-    Unit,
 )
 from cds_devtools.synth.ndjson import Writer
 from cds_devtools.synth.resources import Ctx

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,27 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from cds_service.serving.hook_defs import HookDefinition
+    from fhir_mappers.site_terminology import SiteTerminology
+
+
+SiteDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--site-terminology",
+        envvar="CDS_SITE_TERMINOLOGY_DIR",
+        help="Folder of the hospital's ConceptMap/ValueSet JSON files (local codes).",
+    ),
+]
+
+
+def load_site(folder: Path | None) -> SiteTerminology:
+    """The hospital's local codes from the folder; a refusal names the file and element."""
+    from fhir_mappers.site_terminology import TerminologyError, load_site_terminology
+
+    try:
+        return load_site_terminology(folder)
+    except TerminologyError as exc:
+        raise fail(f"site terminology refused: {exc}", ExitCode.BAD_INPUT) from exc
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:

@@ -7,31 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cds_service.cli.common import fail
+from cds_service.cli.common import SiteDir, fail, load_site
 from cds_service.cli.exit_codes import ExitCode
 from cds_service.paths import data_dir, models_dir
 
 if TYPE_CHECKING:
     from fhir_mappers.site_terminology import SiteTerminology
     from fhir_mappers.spec import ModelSpec
-
-SiteDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--site-terminology",
-        envvar="CDS_SITE_TERMINOLOGY_DIR",
-        help="Folder of the hospital's ConceptMap/ValueSet JSON files (local codes).",
-    ),
-]
-
-
-def _site(folder: Path | None) -> SiteTerminology:
-    from fhir_mappers.site_terminology import TerminologyError, load_site_terminology
-
-    try:
-        return load_site_terminology(folder)
-    except TerminologyError as exc:
-        raise fail(f"site terminology refused: {exc}", ExitCode.BAD_INPUT) from exc
 
 
 def _spec(model: str, site: SiteTerminology) -> ModelSpec:
@@ -64,7 +46,7 @@ def train(
     from fhir_mappers.site_terminology import TerminologyError
     from fhir_mappers.spec import SpecError
 
-    site = _site(site_terminology)
+    site = load_site(site_terminology)
     root = models or models_dir()
     if not (root / model / "features.toml").is_file():
         raise fail(f"no models/{model}/features.toml under {root}", ExitCode.BAD_INPUT)
@@ -111,7 +93,7 @@ def table(
     from cds_service.training.population import population_summary
     from fhir_mappers.bulk import write_training_table
 
-    site = _site(site_terminology)
+    site = load_site(site_terminology)
     spec = _spec(model, site)
     target = out or data_dir() / "tables" / f"{model}.csv"
     stats = write_training_table(export, spec, target, progress=progress)
@@ -137,7 +119,7 @@ def profile(
     from cds_service.training.profile import profile_export
     from cds_service.training.profile_report import html_report, text_report
 
-    spec = _spec(model, _site(site_terminology))
+    spec = _spec(model, load_site(site_terminology))
     try:
         result = profile_export(export, spec, model, progress=progress)
     except FileNotFoundError as exc:

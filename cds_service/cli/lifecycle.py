@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cds_service.cli.common import engine, fail
+from cds_service.cli.common import SiteDir, engine, fail, load_site
 from cds_service.cli.exit_codes import ExitCode
 from cds_service.paths import data_dir, models_dir
 
@@ -35,6 +35,7 @@ def promote(
     override_reason: Annotated[
         str | None, typer.Option(help="Promote despite a failed gate (recorded as override).")
     ] = None,
+    site_terminology: SiteDir = None,
 ) -> None:
     """Run the validation gate and record a deployment of MODEL VERSION."""
     from cds_service.db.deployments import ENVIRONMENTS, ROLES
@@ -58,6 +59,7 @@ def promote(
             reason=reason,
             holdout=export,
             override_reason=override_reason,
+            site=load_site(site_terminology),
         )
     except PromotionRefused as exc:
         typer.echo(exc.evidence.get("report", ""))

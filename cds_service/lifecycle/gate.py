@@ -20,6 +20,7 @@ from cds_service.stats import binary_metrics, feature_subgroup_masks
 from cds_service.training.config import load_training_config
 from cds_service.training.population import PopulationError, check_population
 from cds_service.training.train import build_table, table_sha256
+from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology
 
 
 @dataclass(slots=True)
@@ -93,8 +94,11 @@ def evaluate(
     engine: Engine,
     environment: str,
     live_version: str | None,
+    site: SiteTerminology = NO_SITE_TERMINOLOGY,
 ) -> GateResult:
-    candidate = load_model(models_dir, model_name, version)
+    """The held-out export is read with the site's local codes, as serving reads the hospital's
+    data: without them a model that serves well would fail the gate on unmapped inputs."""
+    candidate = load_model(models_dir, model_name, version, site)
     cfg = load_training_config(models_dir / model_name / "training.toml")
     gate = {**(candidate.manifest.get("gate") or {}), **cfg.gate}
     table, stats = build_table(export_dir, candidate.spec)
@@ -112,7 +116,7 @@ def evaluate(
         failures.append(str(exc))
     live_metrics = None
     if live_version and live_version != version:
-        live = load_model(models_dir, model_name, live_version)
+        live = load_model(models_dir, model_name, live_version, site)
         live_metrics = binary_metrics(table.y, _score(live, table.x))
         failures += _versus_live(metrics["auroc"], live_version, live_metrics, gate)
     acceptance_runs = None
@@ -126,6 +130,7 @@ def evaluate(
             "artifact_sha256": candidate.artifact_sha256,
         },
         "held_out_export_sha256": stats.export_sha256,
+        "terminology_sha256": site.sha256,
         "held_out_table_sha256": table_sha256(table),
         "rows": len(table.y),
         "dropped_missing_required": stats.dropped_missing_required,

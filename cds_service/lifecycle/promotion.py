@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from cds_service.db.deployments import all_records, append_record, current_state
 from cds_service.lifecycle.gate import evaluate
 from cds_service.serving.model_runtime import load_model
+from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology
 
 
 class PromotionRefused(Exception):
@@ -40,6 +41,7 @@ def promote(
     reason: str,
     holdout: Path,
     override_reason: str | None = None,
+    site: SiteTerminology = NO_SITE_TERMINOLOGY,
 ) -> PromotionResult:
     if not by.strip() or not reason.strip():
         raise ValueError("a promotion needs --by and --reason")
@@ -53,6 +55,7 @@ def promote(
         engine=engine,
         environment=environment,
         live_version=live,
+        site=site,
     )
     if not result.passed and not override_reason:
         raise PromotionRefused(result.failures, result.evidence)

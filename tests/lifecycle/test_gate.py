@@ -3,6 +3,7 @@ each threshold of training.toml able to refuse it, and the evidence it records."
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,9 @@ from cds_service.db.engine import make_engine, upgrade
 from cds_service.lifecycle.gate import GateResult, evaluate
 from cds_service.serving.model_runtime import load_model
 from cds_service.training.train import build_table
+from fhir_mappers.site_terminology import load_site_terminology
 from tests.conftest import MODELS_DIR
+from tests.utils.site_terminology import glucose_concept_map, localize_glucose, write_site
 
 MODEL = "ed-admission"
 
@@ -175,3 +178,34 @@ def test_a_candidate_is_compared_with_the_live_version(
     assert len(worse.failures) == 1
     assert worse.failures[0].startswith("AUROC ")
     assert "worse than the live version 0.9.0" in worse.failures[0]
+
+
+def test_the_held_out_export_is_read_with_the_site_terminology(
+    models: Path, holdout: Path, engine: Engine, tmp_path: Path
+) -> None:
+    """A hospital whose lab sends glucose under its own code validates with its ConceptMap, as it
+    serves: read with the site folder, the localized export gives the table of the LOINC one."""
+    localized = tmp_path / "localized"
+    shutil.copytree(holdout, localized)
+    for path in localized.glob("Observation*.ndjson"):
+        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        path.write_text(
+            "".join(json.dumps(localize_glucose(res)) + "\n" for res in lines), encoding="utf-8"
+        )
+    site = load_site_terminology(write_site(tmp_path / "site", glucose_concept_map()))
+    reference = _evaluate(models, holdout, engine).evidence
+    unmapped = _evaluate(models, localized, engine).evidence
+    mapped = evaluate(
+        models,
+        MODEL,
+        "1.0.0",
+        localized,
+        engine=engine,
+        environment="acceptance",
+        live_version=None,
+        site=site,
+    ).evidence
+    assert unmapped["held_out_table_sha256"] != reference["held_out_table_sha256"]
+    assert mapped["held_out_table_sha256"] == reference["held_out_table_sha256"]
+    assert mapped["metrics"] == reference["metrics"]
+    assert mapped["terminology_sha256"] == site.sha256 != reference["terminology_sha256"]
