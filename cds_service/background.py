@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import anyio
 from anyio.abc import TaskGroup
@@ -133,13 +134,22 @@ class _Monitor:
     def __init__(self, st: ServiceState, engine: Engine) -> None:
         self._models_dir = st.settings.models_dir
         self._engine = engine
+        # _every waits the interval after a run ends, so this replica's own next tick always
+        # finds its last run at least an interval old; another replica's recent run skips it.
+        self._min_interval = timedelta(seconds=st.settings.monitor_interval_seconds)
 
     async def __call__(self) -> None:
         from cds_service.monitoring import run_recent
 
         try:
             await anyio.to_thread.run_sync(
-                lambda: run_recent(self._engine, self._models_dir, days=7, window_hours=24)
+                lambda: run_recent(
+                    self._engine,
+                    self._models_dir,
+                    days=7,
+                    window_hours=24,
+                    min_interval=self._min_interval,
+                )
             )
         except Exception as exc:  # monitoring must never stop the service
             log.error("scheduled monitoring failed: %s", type(exc).__name__)

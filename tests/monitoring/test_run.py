@@ -648,3 +648,24 @@ def test_run_recent_covers_complete_windows(tmp_path: Path, models_dir: Path) ->
     volumes = results(db, report, metric="volume", subgroup="")
     assert sorted(r["value"] for r in volumes) == [60, 60]
     db.close()
+
+
+def test_a_scheduled_run_skips_when_a_replica_ran_within_the_interval(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """Each replica keeps its own schedule; the one whose turn comes less than an interval after
+    another's run skips it, and the next interval runs again."""
+    db = new_database("sqlite", tmp_path)
+    upgrade(db.engine)
+    cohort(seed=8, days=1, per_day=20).insert(db)
+    first = DAY0 + timedelta(days=1, hours=5)
+    hour = timedelta(hours=1)
+
+    def run(at: datetime) -> MonitorReport | None:
+        return run_recent(db.engine, models_dir, days=1, now=at, min_interval=hour)
+
+    assert run(first) is not None
+    assert run(first + timedelta(minutes=40)) is None  # another replica, same interval
+    assert run(first + hour + timedelta(seconds=1)) is not None
+    assert len(db.rows("SELECT run_id FROM monitoring_runs")) == 2
+    db.close()
