@@ -124,17 +124,24 @@ def audit_verify() -> None:
 
 def outcomes(
     export: Annotated[Path, typer.Option(help="FHIR Bulk export with the outcome encounters.")],
+    site_terminology: SiteDir = None,
 ) -> None:
     """Derive outcomes for audited cards from a FHIR export (keyed by audit pseudonyms)."""
     from cds_service.audit.spool import Spool
     from cds_service.audit.writer import AuditWriter
     from cds_service.config import Settings
     from cds_service.lifecycle.outcomes import derive_outcomes
+    from fhir_mappers.bulk import export_files
 
+    if not export.is_dir() or not export_files(export):
+        raise fail(f"no FHIR NDJSON or Bundle files in {export}", ExitCode.BAD_INPUT)
+    site = load_site(site_terminology)
     settings = Settings()
     eng = engine()
     writer = AuditWriter(eng, Spool(settings.spool_dir))
-    stats = derive_outcomes(eng, writer, models_dir(), export, settings.effective_pseudonym_key)
+    stats = derive_outcomes(
+        eng, writer, models_dir(), export, settings.effective_pseudonym_key, site=site
+    )
     typer.echo(
         f"cards considered {stats.cards_considered}, outcomes written {stats.outcomes_written}, "
         f"window still open {stats.window_still_open}, positives {stats.by_label}"

@@ -24,6 +24,8 @@ from cds_service.db.tables import CardAudit, Outcome
 from cds_service.security.pseudonym import pseudonym
 from fhir_mappers.bulk import TableStats, export_files, partition_export
 from fhir_mappers.events import IndexEvent, index_events, label_for
+from fhir_mappers.site_binding import apply_site_terminology
+from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology
 from fhir_mappers.spec import ModelSpec, load_spec
 from fhir_mappers.timeutil import as_utc, parse_fhir_datetime
 
@@ -78,7 +80,10 @@ def derive_outcomes(
     key: bytes,
     *,
     derived_at: datetime | None = None,
+    site: SiteTerminology = NO_SITE_TERMINOLOGY,
 ) -> OutcomeStats:
+    """Labels for audited cards, read with the site's local codes as serving and training read
+    them (a label coded locally would otherwise count as no outcome)."""
     stats = OutcomeStats()
     cards = _cards_by_pseudonym(engine)
     if not cards:
@@ -97,7 +102,9 @@ def derive_outcomes(
             stats.cards_considered += 1
             spec = specs.get(model)
             if spec is None:
-                spec = specs[model] = load_spec(models_dir / model / "features.toml")
+                spec = specs[model] = apply_site_terminology(
+                    load_spec(models_dir / model / "features.toml"), site
+                )
             event = _event_for(resources, spec, requested)
             base = event.anchor_time if spec.label.relative_to == "anchor" else event.index_time
             if closes_at is not None and base + spec.label.window.end > closes_at:

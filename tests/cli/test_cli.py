@@ -285,3 +285,15 @@ def test_python_dash_m_runs_the_same_app() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Usage: cds-service" in result.stdout
+
+
+def test_outcomes_from_a_folder_without_an_export_is_a_clear_error(
+    runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A wrong --export path used to end in a traceback once cards existed; now it is exit 3."""
+    empty = tmp_path / "not-an-export"
+    empty.mkdir()
+    for folder in (empty, tmp_path / "missing"):
+        result = runner.invoke(app, ["outcomes", "--export", str(folder)], env=env)
+        assert result.exit_code == ExitCode.BAD_INPUT, result.output
+        assert "no FHIR NDJSON or Bundle files" in result.output
