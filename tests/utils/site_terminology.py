@@ -6,9 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fhir_mappers.spec import load_spec
+from tests.conftest import MODELS_DIR
+
 LAB = "https://lab.example-hospital.nl/codes"
 LOINC = "http://loinc.org"
 LOCAL_GLUCOSE = "GLU-P"
+# Every code of the bundled glucose value set (serum/plasma, blood, point of care): a lab that
+# sends its own code sends it for all of them.
+GLUCOSE_CODES = frozenset(
+    load_spec(MODELS_DIR / "ed-admission" / "features.toml").feature("glucose").codes
+)
 
 
 def glucose_concept_map(
@@ -52,7 +60,8 @@ def write_site(folder: Path, *resources: dict[str, Any]) -> Path:
 def localize_glucose(res: dict[str, Any]) -> dict[str, Any]:
     """The same Observation as the lab system sends it: its local code instead of LOINC."""
     coding = (res.get("code") or {}).get("coding") or []
-    loinc = {"2345-7", "14749-6"}  # glucose in serum/plasma, mass and substance concentration
-    if res.get("resourceType") == "Observation" and any(c.get("code") in loinc for c in coding):
+    if res.get("resourceType") == "Observation" and any(
+        f"{c.get('system')}|{c.get('code')}" in GLUCOSE_CODES for c in coding
+    ):
         res = dict(res, code={"coding": [{"system": LAB, "code": LOCAL_GLUCOSE}]})
     return res

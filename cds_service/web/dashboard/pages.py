@@ -61,6 +61,11 @@ def filter_form(data: DashboardData, opts: Options) -> str:
         "<form class='filters' method='get' action='/dashboard'>"
         + _select("service", "Service", services, f.service_id)
         + _select("environment", "Environment", [(e, e) for e in opts.environments], f.environment)
+        + (
+            _select("model", "Model", [(m, m) for m in opts.models], data.model_name or "")
+            if len(opts.models) > 1
+            else ""
+        )
         + _select("version", "Model version", versions, f.model_version or "")
         + _select("role", "Role", [(r, r) for r in ROLES], f.role)
         + f"<label>From<input type='date' name='from' value='{f.start.isoformat()}'></label>"

@@ -103,7 +103,8 @@ def _filters(
     if not service:
         service = sorted(registry.services)[0] if registry.services else "?"
     environment = (q.get("environment") or settings.environment.value)[:16]
-    opts = queries.options(conn, registry, service, environment)
+    model = (q.get("model") or "")[:128] or None
+    opts = queries.options(conn, registry, service, environment, model)
     start, end = _date_range(q, opts.last_day, notices)
     window = q.get("window")
     f = queries.Filters(
@@ -113,6 +114,7 @@ def _filters(
         end=end,
         role=str(q.get("role") if q.get("role") in queries.ROLES else "live"),
         model_version=(q.get("version") or "")[:64] or None,
+        model_name=model if model in opts.models else None,
         window_seconds=int(window) if window and window.isdigit() and len(window) < 10 else None,
     )
     if opts.last_day is not None and opts.last_day < start:

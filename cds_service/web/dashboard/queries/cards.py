@@ -24,6 +24,7 @@ from cds_service.web.dashboard.queries.filters import (
     card_filters,
     count_if,
     day_expression,
+    model_filters,
     version_key,
 )
 
@@ -54,9 +55,8 @@ def volume_by_day(conn: Connection, f: Filters) -> list[DayVolume]:
         v.c.role == f.role,
         v.c.day >= f.start.isoformat(),
         v.c.day <= f.end.isoformat(),
+        *model_filters(v, f),
     ]
-    if f.model_version:
-        conds.append(v.c.model_version == f.model_version)
     rows = conn.execute(
         sa.select(
             v.c.day,
@@ -273,6 +273,7 @@ def shadow_comparison(conn: Connection, f: Filters) -> Shadow:
     conds = [
         s.c.role == "shadow",
         s.c.service_id == f.service_id,
+        *([s.c.model_name == f.model_name] if f.model_name else []),
         s.c.environment == f.environment,
         s.c.requested_at >= f.start_at,
         s.c.requested_at < f.end_at,

@@ -3,7 +3,7 @@ choices, with the SQL conditions every query of the page shares."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,9 @@ class Filters:
     role: str = "live"
     model_version: str | None = None
     window_seconds: int | None = None
+    # A service may answer with more than one model (an arrival fallback): the figures are of
+    # one model at a time, the hook's primary model unless another is chosen.
+    model_name: str | None = None
 
     @property
     def start_at(self) -> datetime:
@@ -63,6 +66,7 @@ class Options:
     environments: list[str]
     versions: list[str]
     last_day: date | None
+    models: list[str] = field(default_factory=list)  # the service's models, primary first
 
 
 def latest_service(conn: Connection) -> str | None:
@@ -72,23 +76,30 @@ def latest_service(conn: Connection) -> str | None:
     return str(row[0]) if row else None
 
 
-def options(conn: Connection, registry: Registry, service_id: str, environment: str) -> Options:
-    """Choices without scanning the audit table: services from the hook definitions, versions
-    from the loaded models and the deployment records, environments from the fixed list."""
+def options(
+    conn: Connection,
+    registry: Registry,
+    service_id: str,
+    environment: str,
+    model_name: str | None = None,
+) -> Options:
+    """Choices without scanning the audit table: services from the hook definitions, models
+    from the service's definition, versions of the chosen model from the loaded models and the
+    deployment records, environments from the fixed list."""
     services = {sid: d.title for sid, d in registry.services.items()}
     services.setdefault(service_id, service_id)
     hook_def = registry.services.get(service_id)
     versions: set[str] = set()
+    models: list[str] = []
     if hook_def is not None:
-        versions.update(v for (name, v) in registry.models if name == hook_def.model)
+        models = list(dict.fromkeys(name for name, _ in hook_def.model_versions))
+        chosen = model_name if model_name in models else hook_def.model
+        versions.update(v for (name, v) in registry.models if name == chosen)
         d = V_DEPLOYMENTS
         versions.update(
             r[0]
             for r in conn.execute(
-                sa.select(d.c.model_version)
-                .where(d.c.model_name == hook_def.model)
-                .distinct()
-                .limit(200)
+                sa.select(d.c.model_version).where(d.c.model_name == chosen).distinct().limit(200)
             )
         )
     c = V_CARDS
@@ -103,6 +114,7 @@ def options(conn: Connection, registry: Registry, service_id: str, environment: 
         environments=list(ENVIRONMENTS),
         versions=sorted(versions, key=version_key),
         last_day=as_utc(row[0]).date() if row else None,
+        models=models,
     )
 
 
@@ -122,6 +134,14 @@ def card_filters(t: sa.TableClause, f: Filters, *, role: bool = True) -> list[An
     ]
     if role:
         out.append(t.c.role == f.role)
+    return out + model_filters(t, f)
+
+
+def model_filters(t: sa.TableClause, f: Filters) -> list[Any]:
+    """The selection's model and version, on any view that has both columns."""
+    out: list[Any] = []
+    if f.model_name:
+        out.append(t.c.model_name == f.model_name)
     if f.model_version:
         out.append(t.c.model_version == f.model_version)
     return out

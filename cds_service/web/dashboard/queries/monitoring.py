@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cds_service.db.tables import MonitoringResult, MonitoringRun
-from cds_service.web.dashboard.queries.filters import Filters, version_key
+from cds_service.web.dashboard.queries.filters import Filters, model_filters, version_key
 from fhir_mappers.timeutil import as_utc
 
 LIMIT_WINDOWS = 5000
@@ -83,9 +83,8 @@ def _window_rows(conn: Connection, f: Filters) -> list[_Entry]:
         r.c.subgroup == "",
         r.c.window_end > f.start_at,
         r.c.window_start < f.end_at,
+        *model_filters(r, f),
     ]
-    if f.model_version:
-        conds.append(r.c.model_version == f.model_version)
     rows = conn.execute(
         sa.select(
             r.c.model_version,
@@ -180,6 +179,7 @@ def monitoring_figures(
         )
         .where(
             view.c.service_id == f.service_id,
+            *([view.c.model_name == f.model_name] if f.model_name else []),
             view.c.environment == f.environment,
             view.c.role == (role or f.role),
             view.c.model_version == w.version,

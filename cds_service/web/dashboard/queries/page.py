@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -79,15 +79,18 @@ class DashboardData:
 
 def collect(engine: Engine, registry: Registry, f: Filters) -> DashboardData:
     hook_def = registry.services.get(f.service_id)
-    model_name = hook_def.model if hook_def else None
+    model_name = f.model_name or (hook_def.model if hook_def else None)
     with engine.connect() as conn:
         if model_name is None:
             row = conn.execute(
                 sa.select(V_CARDS.c.model_name).where(V_CARDS.c.service_id == f.service_id).limit(1)
             ).first()
             model_name = row[0] if row else None
+        f = replace(f, model_name=model_name)
         windows = monitoring_windows(conn, f)
-        version = windows.version or f.model_version or _serving_version(registry, hook_def)
+        version = (
+            windows.version or f.model_version or _serving_version(registry, hook_def, model_name)
+        )
         model = registry.models.get((model_name or "", version or ""))
         if model is None and hook_def is not None:
             model = registry.models.get((hook_def.model, hook_def.model_version))
@@ -129,7 +132,11 @@ def collect(engine: Engine, registry: Registry, f: Filters) -> DashboardData:
         )
 
 
-def _serving_version(registry: Registry, hook_def: HookDefinition | None) -> str | None:
-    if hook_def is None:
-        return None
-    return registry.model_for(hook_def).version
+def _serving_version(
+    registry: Registry, hook_def: HookDefinition | None, model_name: str | None
+) -> str | None:
+    """The version the service serves of the selected model (live, else the hook file's)."""
+    for name, default in hook_def.model_versions if hook_def else ():
+        if name == model_name:
+            return registry.live(name, default).version
+    return None

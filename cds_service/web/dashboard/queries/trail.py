@@ -13,7 +13,7 @@ from cds_service.db.views import (
     V_ALERTS,
     V_DEPLOYMENTS,
 )
-from cds_service.web.dashboard.queries.filters import Filters
+from cds_service.web.dashboard.queries.filters import Filters, model_filters
 from cds_service.web.dashboard.queries.monitoring import WindowKey
 from fhir_mappers.timeutil import as_utc
 
@@ -42,9 +42,8 @@ def alerts(conn: Connection, f: Filters) -> list[AlertItem]:
         a.c.environment == f.environment,
         a.c.window_end > f.start_at,
         a.c.window_start < f.end_at,
+        *model_filters(a, f),
     ]
-    if f.model_version:
-        conds.append(a.c.model_version == f.model_version)
     rows = conn.execute(
         sa.select(
             a.c.created_at,
