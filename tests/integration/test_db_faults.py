@@ -12,8 +12,13 @@ that stalls (connections open, no bytes) or cuts connections.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,8 @@ from cds_service.config import Settings
 from cds_service.db.engine import make_engine, upgrade
 from cds_service.main import create_app
 from cds_service.security.local_issuer import generate_key, public_jwks, sign
-from tests.utils.server import ServerThread, TcpProxy
+from tests.conftest import REPO_ROOT
+from tests.utils.server import ServerThread, TcpProxy, free_port
 from tests.utils.service import NOW, PUBLIC_BASE, make_settings, new_database
 
 pytestmark = pytest.mark.postgres
@@ -97,15 +103,90 @@ def _app(settings: Settings) -> Any:
     )
 
 
-def _call(client: httpx.Client, token: str, pid: str, timeout: float = 10.0) -> httpx.Response:
-    case = ed_case(NOW, pid=pid)
+def _call(
+    client: httpx.Client, token: str, pid: str, timeout: float = 10.0, at: datetime = NOW
+) -> httpx.Response:
+    """An encounter-start call for ``pid`` at ``at`` (the wall clock for servers in a process of
+    their own); a new connection each time, so calls spread over the workers."""
+    case = ed_case(at, pid=pid)
     body = hook_body("encounter-start", pid, ed_prefetch(case), encounter_id=case["encounter_id"])
     return client.post(
         f"/cds-services/{SERVICE}",
         json=body,
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {token}", "Connection": "close"},
         timeout=timeout,
     )
+
+
+def _up(client: httpx.Client) -> bool:
+    try:
+        return client.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+class TwoWorkers:
+    """`cds-service serve --workers 2` in production on the fault's database behind the proxy,
+    in a process of its own; the schema is migrated first (the deployment's migration step)."""
+
+    def __init__(self, fault: Fault, tmp: Path) -> None:
+        engine = make_engine(fault.db.url)
+        upgrade(engine)
+        engine.dispose()
+        self.fault = fault
+        self.port, self.spool = free_port(), tmp / "spool"
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._env = dict(
+            os.environ,
+            CDS_DATABASE_URL=fault.url,
+            CDS_ENVIRONMENT="production",
+            CDS_PSEUDONYM_KEY="a-production-secret-key-0123",
+            CDS_TRUSTED_ISSUERS=str(fault.callers),
+            CDS_PUBLIC_BASE_URL=PUBLIC_BASE,
+            CDS_SPOOL_DIR=str(self.spool),
+            CDS_SPOOL_REPLAY_SECONDS="0.5",
+            CDS_AUDIT_BUDGET_MS="200",
+            CDS_LOG_LEVEL="WARNING",
+        )
+        self._cmd = [sys.executable, "-m", "cds_service.cli", "serve", "--workers", "2"]
+        self._cmd += ["--port", str(self.port), "--log-level", "warning"]
+
+    def start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self._cmd,
+            cwd=REPO_ROOT,
+            env=self._env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    @staticmethod
+    def stop(server: subprocess.Popen[bytes]) -> None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+    @staticmethod
+    def workers(server: subprocess.Popen[bytes]) -> set[int]:
+        try:
+            children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text()
+        except OSError:
+            return set()
+        return {int(c) for c in children.split() if "resource_tracker" not in _cmdline(int(c))}
+
+    def card(self, client: httpx.Client, pid: str, timeout: float = 10.0) -> httpx.Response:
+        token = sign(self.fault.key, iss=ISS, aud=AUD)
+        return _call(client, token, pid, timeout, at=datetime.now(UTC))
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _spooled(spool: Path) -> list[Path]:
@@ -271,67 +352,21 @@ def test_two_workers_keep_serving_when_one_is_killed_during_an_outage(
     """`serve --workers 2` in production on PostgreSQL behind the proxy: the database goes away,
     a worker is killed with SIGKILL, its replacement starts without the database, the server
     keeps answering, and every card's row is in the database once when it is back."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    from datetime import UTC, datetime
-
-    from tests.conftest import REPO_ROOT
-    from tests.utils.server import free_port
-
-    engine = make_engine(fault.db.url)  # the deployment's migration step
-    upgrade(engine)
-    engine.dispose()
-    port, spool = free_port(), tmp_path / "spool"
-    env = dict(
-        os.environ,
-        CDS_DATABASE_URL=fault.url,
-        CDS_ENVIRONMENT="production",
-        CDS_PSEUDONYM_KEY="a-production-secret-key-0123",
-        CDS_TRUSTED_ISSUERS=str(fault.callers),
-        CDS_PUBLIC_BASE_URL=PUBLIC_BASE,
-        CDS_SPOOL_DIR=str(spool),
-        CDS_SPOOL_REPLAY_SECONDS="0.5",
-        CDS_AUDIT_BUDGET_MS="200",
-        CDS_LOG_LEVEL="WARNING",
-    )
-    cmd = [sys.executable, "-m", "cds_service.cli", "serve", "--workers", "2"]
-    cmd += ["--port", str(port), "--log-level", "warning"]
-    server = subprocess.Popen(
-        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    srv = TwoWorkers(fault, tmp_path)
+    server = srv.start()
     cards: list[str] = []
 
     def call(client: httpx.Client, pid: str) -> None:
-        now = datetime.now(UTC)
-        case = ed_case(now, pid=pid)
-        body = hook_body(
-            "encounter-start", pid, ed_prefetch(case), encounter_id=case["encounter_id"]
-        )
-        token = sign(fault.key, iss=ISS, aud=AUD)
-        r = client.post(
-            f"/cds-services/{SERVICE}",
-            json=body,
-            headers={"Authorization": f"Bearer {token}", "Connection": "close"},
-        )
+        r = srv.card(client, pid)
         assert r.status_code == 200, r.text
         cards.append(r.json()["cards"][0]["uuid"])
 
     def workers() -> set[int]:
-        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-        return {int(c) for c in children if "resource_tracker" not in _cmdline(int(c))}
+        return srv.workers(server)
 
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-
-            def up() -> bool:
-                try:
-                    return client.get("/healthz").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            assert _wait_for(up, 90), "server did not start"
+        with httpx.Client(base_url=srv.base, timeout=10) as client:
+            assert _wait_for(lambda: _up(client), 90), "server did not start"
             assert _wait_for(lambda: len(workers()) == 2, 30)
             for i in range(4):
                 call(client, f"syn-w2-{i}")
@@ -350,7 +385,7 @@ def test_two_workers_keep_serving_when_one_is_killed_during_an_outage(
             def replacement_serves() -> bool:
                 # its spool file (or the one it replays) proves it started without the database
                 call(client, f"syn-w2-{len(cards)}")
-                names = [p.name for p in spool.iterdir()]
+                names = [p.name for p in srv.spool.iterdir()]
                 return any(
                     n.startswith((f"audit-{replacement}.", f"replaying-{replacement}-"))
                     for n in names
@@ -361,21 +396,9 @@ def test_two_workers_keep_serving_when_one_is_killed_during_an_outage(
             assert _wait_for(lambda: all(fault.count(u) == 1 for u in cards), 60), (
                 f"{sum(fault.count(u) == 0 for u in cards)} of {len(cards)} rows missing"
             )
-            assert _wait_for(lambda: not _spooled(spool), 30)
+            assert _wait_for(lambda: not _spooled(srv.spool), 30)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+        srv.stop(server)
 
 
 def test_two_workers_restart_with_a_non_empty_spool_and_replay_it_once(
@@ -386,54 +409,10 @@ def test_two_workers_restart_with_a_non_empty_spool_and_replay_it_once(
     Both workers replay at start-up; the server stays up, and every acknowledged card's row is
     in the database exactly once, and the spool is empty (on the old spool the second worker's
     `unlink()` raised FileNotFoundError and uvicorn stopped the server)."""
-    import os
-    import signal
-    import subprocess
-    import sys
     from concurrent.futures import ThreadPoolExecutor
-    from datetime import UTC, datetime
 
-    from tests.conftest import REPO_ROOT
-    from tests.utils.server import free_port
-
-    engine = make_engine(fault.db.url)  # the deployment's migration step
-    upgrade(engine)
-    engine.dispose()
-    port, spool = free_port(), tmp_path / "spool"
-    env = dict(
-        os.environ,
-        CDS_DATABASE_URL=fault.url,
-        CDS_ENVIRONMENT="production",
-        CDS_PSEUDONYM_KEY="a-production-secret-key-0123",
-        CDS_TRUSTED_ISSUERS=str(fault.callers),
-        CDS_PUBLIC_BASE_URL=PUBLIC_BASE,
-        CDS_SPOOL_DIR=str(spool),
-        CDS_SPOOL_REPLAY_SECONDS="0.5",
-        CDS_AUDIT_BUDGET_MS="200",
-        CDS_LOG_LEVEL="WARNING",
-    )
-    cmd = [sys.executable, "-m", "cds_service.cli", "serve", "--workers", "2"]
-    cmd += ["--port", str(port), "--log-level", "warning"]
-
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-    def stop(server: subprocess.Popen[bytes]) -> None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-    def workers(server: subprocess.Popen[bytes]) -> set[int]:
-        try:
-            children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text()
-        except OSError:
-            return set()
-        return {int(c) for c in children.split() if "resource_tracker" not in _cmdline(int(c))}
+    srv = TwoWorkers(fault, tmp_path)
+    spool, start, stop, workers = srv.spool, srv.start, srv.stop, srv.workers
 
     def spooled_pids() -> set[str]:
         names = [p.name for p in spool.iterdir()] if spool.exists() else []
@@ -441,26 +420,13 @@ def test_two_workers_restart_with_a_non_empty_spool_and_replay_it_once(
         return {n.split(".")[0].split("-")[1] for n in names if n.startswith(prefixes)}
 
     cards: list[str] = []
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    client = httpx.Client(base_url=srv.base, timeout=10)
 
     def up() -> bool:
-        try:
-            return client.get("/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
+        return _up(client)
 
     def call(pid: str) -> None:
-        now = datetime.now(UTC)
-        case = ed_case(now, pid=pid)
-        body = hook_body(
-            "encounter-start", pid, ed_prefetch(case), encounter_id=case["encounter_id"]
-        )
-        token = sign(fault.key, iss=ISS, aud=AUD)
-        r = client.post(
-            f"/cds-services/{SERVICE}",
-            json=body,
-            headers={"Authorization": f"Bearer {token}", "Connection": "close"},
-        )
+        r = srv.card(client, pid)
         assert r.status_code == 200, r.text
         cards.append(r.json()["cards"][0]["uuid"])
 
@@ -517,55 +483,19 @@ def test_two_workers_answer_through_a_stall_within_the_budget(fault: Fault, tmp_
     every card's row is in the database exactly once. On the old spool an append that opened
     its file just before the worker's own replay claimed it waited for that replay (a 3.2 s
     call in the soak); the 2 s client timeout fails such a call here."""
-    import os
-    import signal
-    import subprocess
-    import sys
     import threading
-    from datetime import UTC, datetime
 
-    from tests.conftest import REPO_ROOT
-    from tests.utils.server import free_port
-
-    engine = make_engine(fault.db.url)  # the deployment's migration step
-    upgrade(engine)
-    engine.dispose()
-    port, spool = free_port(), tmp_path / "spool"
-    env = dict(
-        os.environ,
-        CDS_DATABASE_URL=fault.url,
-        CDS_ENVIRONMENT="production",
-        CDS_PSEUDONYM_KEY="a-production-secret-key-0123",
-        CDS_TRUSTED_ISSUERS=str(fault.callers),
-        CDS_PUBLIC_BASE_URL=PUBLIC_BASE,
-        CDS_SPOOL_DIR=str(spool),
-        CDS_SPOOL_REPLAY_SECONDS="0.5",
-        CDS_AUDIT_BUDGET_MS="200",
-        CDS_LOG_LEVEL="WARNING",
-    )
-    cmd = [sys.executable, "-m", "cds_service.cli", "serve", "--workers", "2"]
-    cmd += ["--port", str(port), "--log-level", "warning"]
-    server = subprocess.Popen(
-        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
+    srv = TwoWorkers(fault, tmp_path)
+    spool, base = srv.spool, srv.base
+    server = srv.start()
     cards: list[str] = []
     failures: list[str] = []  # calls or health checks that failed, late or not 200
     done = threading.Event()
 
     def call(client: httpx.Client, pid: str) -> None:
-        case = ed_case(datetime.now(UTC), pid=pid)
-        body = hook_body(
-            "encounter-start", pid, ed_prefetch(case), encounter_id=case["encounter_id"]
-        )
-        token = sign(fault.key, iss=ISS, aud=AUD)
         try:
-            r = client.post(
-                f"/cds-services/{SERVICE}",
-                json=body,
-                headers={"Authorization": f"Bearer {token}", "Connection": "close"},
-                timeout=2.0,  # the budget plus a generous margin; the stall lasts 15 s
-            )
+            # the budget plus a generous margin; the stall lasts 15 s
+            r = srv.card(client, pid, timeout=2.0)
         except httpx.TimeoutException:
             failures.append(f"call {pid}: no answer within 2 s")
             return
@@ -600,14 +530,7 @@ def test_two_workers_answer_through_a_stall_within_the_budget(fault: Fault, tmp_
     threads.append(threading.Thread(target=health, daemon=True))
     try:
         with httpx.Client(base_url=base, timeout=10) as client:
-
-            def up() -> bool:
-                try:
-                    return client.get("/healthz").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            assert _wait_for(up, 90), "server did not start"
+            assert _wait_for(lambda: _up(client), 90), "server did not start"
             for t in threads:
                 t.start()
             assert _wait_for(lambda: len(cards) >= 20, 30), "no calls before the stall"
@@ -640,9 +563,4 @@ def test_two_workers_answer_through_a_stall_within_the_budget(fault: Fault, tmp_
             assert server.poll() is None
     finally:
         done.set()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        srv.stop(server)
