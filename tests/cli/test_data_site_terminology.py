@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,17 +10,14 @@ from typer.testing import CliRunner
 from cds_devtools.synth import generate_cohort
 from cds_service.cli import ExitCode, app
 from fhir_mappers.site_terminology import load_site_terminology
-from tests.utils.site_terminology import glucose_concept_map, localize_glucose, write_site
+from tests.utils.site_terminology import glucose_concept_map, localize_export, write_site
 
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export")
     generate_cohort(out, ed_patients=40, post_mi_patients=2, seed=5)
-    for path in out.glob("Observation*.ndjson"):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        path.write_text("".join(json.dumps(localize_glucose(r)) + "\n" for r in rows))
-    return out
+    return localize_export(out)
 
 
 def _glucose_filled(csv: Path) -> int:

@@ -3,7 +3,6 @@ each threshold of training.toml able to refuse it, and the evidence it records."
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from cds_service.serving.model_runtime import load_model
 from cds_service.training.train import build_table
 from fhir_mappers.site_terminology import load_site_terminology
 from tests.conftest import MODELS_DIR
-from tests.utils.site_terminology import glucose_concept_map, localize_glucose, write_site
+from tests.utils.site_terminology import glucose_concept_map, localize_export, write_site
 
 MODEL = "ed-admission"
 
@@ -185,13 +184,7 @@ def test_the_held_out_export_is_read_with_the_site_terminology(
 ) -> None:
     """A hospital whose lab sends glucose under its own code validates with its ConceptMap, as it
     serves: read with the site folder, the localized export gives the table of the LOINC one."""
-    localized = tmp_path / "localized"
-    shutil.copytree(holdout, localized)
-    for path in localized.glob("Observation*.ndjson"):
-        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-        path.write_text(
-            "".join(json.dumps(localize_glucose(res)) + "\n" for res in lines), encoding="utf-8"
-        )
+    localized = localize_export(shutil.copytree(holdout, tmp_path / "localized"))
     site = load_site_terminology(write_site(tmp_path / "site", glucose_concept_map()))
     reference = _evaluate(models, holdout, engine).evidence
     unmapped = _evaluate(models, localized, engine).evidence

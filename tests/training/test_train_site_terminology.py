@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from cds_devtools.synth import generate_cohort
 from cds_service.training.train import train_model
 from fhir_mappers.site_terminology import EMPTY_TERMINOLOGY_SHA256, load_site_terminology
 from tests.conftest import MODELS_DIR
-from tests.utils.site_terminology import glucose_concept_map, localize_glucose, write_site
+from tests.utils.site_terminology import glucose_concept_map, localize_export, write_site
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +19,7 @@ def local_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic export whose lab sends glucose under its local code only."""
     out = tmp_path_factory.mktemp("export")
     generate_cohort(out, ed_patients=300, post_mi_patients=20, seed=11)
-    for path in out.glob("Observation*.ndjson"):
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        path.write_text("".join(json.dumps(localize_glucose(r)) + "\n" for r in lines))
-    return out
+    return localize_export(out)
 
 
 def _models(tmp: Path) -> Path:

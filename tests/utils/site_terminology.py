@@ -65,3 +65,13 @@ def localize_glucose(res: dict[str, Any]) -> dict[str, Any]:
     ):
         res = dict(res, code={"coding": [{"system": LAB, "code": LOCAL_GLUCOSE}]})
     return res
+
+
+def localize_export(export: Path) -> Path:
+    """Rewrite a Bulk export's Observation files in place as that lab sends them."""
+    for path in export.glob("Observation*.ndjson"):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        path.write_text(
+            "".join(json.dumps(localize_glucose(r)) + "\n" for r in lines), encoding="utf-8"
+        )
+    return export
