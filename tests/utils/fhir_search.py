@@ -61,7 +61,8 @@ def _when(res: dict[str, Any]) -> datetime | None:
     return moment if moment.tzinfo else None
 
 
-def _date_ok(moment: datetime | None, spec: str) -> bool:
+def date_matches(moment: datetime | None, spec: str) -> bool:
+    """FHIR date search with a ``ge``/``gt``/``le``/``lt``/``eq`` prefix (``eq`` when none)."""
     if moment is None:
         return False
     prefix, raw = (
@@ -158,7 +159,7 @@ class FhirSearchServer:
         if tokens:
             hits = [r for r in hits if _code_ok(r, tokens)]
         for spec in query.getlist("date"):
-            hits = [r for r in hits if _date_ok(_when(r), spec)]
+            hits = [r for r in hits if date_matches(_when(r), spec)]
         hits.sort(key=lambda r: (str(_when(r) or ""), str(r.get("id"))), reverse=True)
         count = max(1, min(int(query.get("_count", "100")), 1000))
         offset = int(query.get("_offset", "0"))

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from tests.utils.fhir_search import date_matches
 from tests.utils.server import ServerThread
 
 FHIR_JSON = "application/fhir+json"
@@ -86,24 +87,6 @@ def _time(resource: dict[str, Any]) -> datetime | None:
     if raw is None:
         raw = resource.get("onsetDateTime")
     return datetime.fromisoformat(raw) if isinstance(raw, str) else None
-
-
-def _date_ok(moment: datetime | None, spec: str) -> bool:
-    if moment is None:
-        return False
-    for prefix in ("ge", "gt", "le", "lt", "eq"):
-        if spec.startswith(prefix):
-            value = datetime.fromisoformat(spec[2:])
-            break
-    else:
-        prefix, value = "eq", datetime.fromisoformat(spec)
-    return {
-        "ge": moment >= value,
-        "gt": moment > value,
-        "le": moment <= value,
-        "lt": moment < value,
-        "eq": moment == value,
-    }[prefix]
 
 
 def _codes(resource: dict[str, Any]) -> set[str]:
@@ -348,7 +331,7 @@ class SmartEhr:
                 if r.get("subject", {}).get("reference") == f"Patient/{patient}"
             ]
             for spec in query.getlist("date"):
-                matches = [r for r in matches if _date_ok(_time(r), spec)]
+                matches = [r for r in matches if date_matches(_time(r), spec)]
             codes = query.get("code")
             if codes:
                 wanted = set(codes.split(","))
