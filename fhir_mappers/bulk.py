@@ -48,12 +48,13 @@ class TableStats:
     resources: int = 0
     patients: int = 0
     rows: int = 0
-    dropped_missing_required: int = 0
-    # Outcomes among the dropped rows, and which required inputs they lacked: a required input
-    # must never decide the training population unseen (the positives it removes are reported).
-    dropped_positives: int = 0
-    dropped_for: Counter[str] = field(default_factory=Counter)
     positives: int = 0
+    # Rows that lack a required input stay in the table (the model learns with the value
+    # missing); the service shows them no risk, so they are counted with their outcomes and the
+    # inputs they lacked, and left out of calibration and evaluation.
+    unscorable: int = 0
+    unscorable_positives: int = 0
+    unscorable_for: Counter[str] = field(default_factory=Counter)
     unparseable_lines: int = 0
     without_patient: int = 0
     warnings: Counter[str] = field(default_factory=Counter)
@@ -241,9 +242,12 @@ def iter_rows(
     *,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     progress: bool = False,
-    keep_missing_required: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Yield one row per index event: meta columns, feature values (None = missing), label."""
+    """Yield one row per index event: meta columns, feature values (None = missing), label.
+
+    Every index event is a row: a feature marked ``required`` is a serving-time safety rule and
+    never decides who is in the training population (the rows it would leave unscored are
+    counted in ``stats``)."""
     names = spec.feature_names
     for pid, resources in partition_export(
         export_dir, stats, shard_bytes=shard_bytes, progress=progress
@@ -256,12 +260,11 @@ def iter_rows(
         for event in events:
             extraction = aggregate(facts, event.index_time, spec, event.anchor_time)
             label = label_for(resources, event, spec.label)
-            missing = [] if keep_missing_required else extraction.missing_required(spec)
+            missing = extraction.missing_required(spec)
             if missing:
-                stats.dropped_missing_required += 1
-                stats.dropped_positives += label
-                stats.dropped_for.update(missing)
-                continue
+                stats.unscorable += 1
+                stats.unscorable_positives += label
+                stats.unscorable_for.update(missing)
             stats.rows += 1
             stats.positives += label
             row: dict[str, Any] = {

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from pathlib import Path
 
 from fhir_mappers.site_terminology import SiteTerminology, TerminologyError
-from fhir_mappers.spec import FeatureSpec, ModelSpec
+from fhir_mappers.spec import FeatureSpec, ModelSpec, load_spec
 from fhir_mappers.units import DEFAULT_CONVERTER, UnitConverter, UnitError
 
-__all__ = ["apply_site_terminology", "unused_site_entries"]
+__all__ = ["apply_site_terminology", "load_site_spec", "unused_site_entries"]
 
 # A role: ("feature", name) | ("value", name, number) | ("index",) | ("label",) | ("exclude",)
 Role = tuple[str | float, ...]
@@ -181,3 +182,9 @@ def unused_site_entries(site: SiteTerminology, specs: Iterable[ModelSpec]) -> li
         if not any(_bound(s, e.value_sets) or _bound_events(s, e.value_sets) for s in specs)
     ]
     return out
+
+
+def load_site_spec(path: Path, site: SiteTerminology) -> ModelSpec:
+    """A model's spec file read as training, the gate and outcomes read it: with the site's
+    local codes, the hash still the file's."""
+    return apply_site_terminology(load_spec(path), site)

@@ -18,12 +18,12 @@ if TYPE_CHECKING:
 
 def _spec(model: str, site: SiteTerminology) -> ModelSpec:
     """The model's spec with the site's local codes; a refusal names the file and element."""
-    from fhir_mappers.site_binding import apply_site_terminology
+    from fhir_mappers.site_binding import load_site_spec
     from fhir_mappers.site_terminology import TerminologyError
-    from fhir_mappers.spec import SpecError, load_spec
+    from fhir_mappers.spec import SpecError
 
     try:
-        return apply_site_terminology(load_spec(models_dir() / model / "features.toml"), site)
+        return load_site_spec(models_dir() / model / "features.toml", site)
     except SpecError as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from exc
     except TerminologyError as exc:
@@ -67,9 +67,9 @@ def train(
         raise fail(str(exc), ExitCode.TRAINING) from exc
     data = result.manifest["training_data"]
     typer.echo(
-        f"table: kept {data['rows']} rows ({data['positives']} positive), dropped "
-        f"{data['dropped_missing_required']} for missing required inputs "
-        f"({data['dropped_positives']} positive)"
+        f"table: kept {data['rows']} rows ({data['positives']} positive), dropped 0; "
+        f"{data['unscorable_rows']} lack a required input ({data['unscorable_positives']} "
+        "positive): trained on, not used to calibrate or evaluate"
     )
     test = result.manifest["metrics"]["test"]
     typer.echo(f"model: {result.directory}")

@@ -18,7 +18,7 @@ from cds_service.db.deployments import predictions_in_environment
 from cds_service.serving.model_runtime import LoadedModel, load_model
 from cds_service.stats import binary_metrics, feature_subgroup_masks
 from cds_service.training.config import load_training_config
-from cds_service.training.population import PopulationError, check_population
+from cds_service.training.population import PopulationError, check_population, scorable_mask
 from cds_service.training.train import build_table, table_sha256
 from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology
 
@@ -102,22 +102,26 @@ def evaluate(
     cfg = load_training_config(models_dir / model_name / "training.toml")
     gate = {**(candidate.manifest.get("gate") or {}), **cfg.gate}
     table, stats = build_table(export_dir, candidate.spec)
-    if len(table.y) == 0:
-        return GateResult(False, ["held-out export gave no rows"], {"export": str(export_dir)})
-    p = _score(candidate, table.x)
-    metrics = binary_metrics(table.y, p)
-    subgroups = _subgroup_aurocs(table.names, table.x, table.y, p, cfg.age_bands)
+    # Judged on the rows the service gives a risk, as in training; the rest are counted.
+    scored = scorable_mask(candidate.spec, table.names, table.x)
+    x, y = table.x[scored], table.y[scored]
+    if len(y) == 0:
+        which = "no rows the service scores" if len(table.y) else "no rows"
+        return GateResult(False, [f"held-out export gave {which}"], {"export": str(export_dir)})
+    p = _score(candidate, x)
+    metrics = binary_metrics(y, p)
+    subgroups = _subgroup_aurocs(table.names, x, y, p, cfg.age_bands)
     present = [v for v in subgroups.values() if v is not None]
     gap = max(present) - min(present) if len(present) >= 2 else 0.0
     failures = _threshold_failures(metrics, gate, gap)
     try:  # the held-out rows must stand for the population, as in training
-        check_population(stats, cfg.max_dropped_positive_share)
+        check_population(stats, cfg.max_unscorable_positive_share)
     except PopulationError as exc:
         failures.append(str(exc))
     live_metrics = None
     if live_version and live_version != version:
         live = load_model(models_dir, model_name, live_version, site)
-        live_metrics = binary_metrics(table.y, _score(live, table.x))
+        live_metrics = binary_metrics(y, _score(live, x))
         failures += _versus_live(metrics["auroc"], live_version, live_metrics, gate)
     acceptance_runs = None
     if environment == "production":
@@ -133,9 +137,10 @@ def evaluate(
         "terminology_sha256": site.sha256,
         "held_out_table_sha256": table_sha256(table),
         "rows": len(table.y),
-        "dropped_missing_required": stats.dropped_missing_required,
-        "dropped_positives": stats.dropped_positives,
-        "dropped_for": dict(sorted(stats.dropped_for.items())),
+        "scored_rows": len(y),
+        "unscorable_rows": stats.unscorable,
+        "unscorable_positives": stats.unscorable_positives,
+        "unscorable_for": dict(sorted(stats.unscorable_for.items())),
         "metrics": metrics,
         "subgroup_auroc": subgroups,
         "subgroup_auroc_gap": round(gap, 6),

@@ -24,9 +24,9 @@ from cds_service.db.tables import CardAudit, Outcome
 from cds_service.security.pseudonym import pseudonym
 from fhir_mappers.bulk import TableStats, export_files, partition_export
 from fhir_mappers.events import IndexEvent, index_events, label_for
-from fhir_mappers.site_binding import apply_site_terminology
+from fhir_mappers.site_binding import load_site_spec
 from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology
-from fhir_mappers.spec import ModelSpec, load_spec
+from fhir_mappers.spec import ModelSpec
 from fhir_mappers.timeutil import as_utc, parse_fhir_datetime
 
 
@@ -102,9 +102,7 @@ def derive_outcomes(
             stats.cards_considered += 1
             spec = specs.get(model)
             if spec is None:
-                spec = specs[model] = apply_site_terminology(
-                    load_spec(models_dir / model / "features.toml"), site
-                )
+                spec = specs[model] = load_site_spec(models_dir / model / "features.toml", site)
             event = _event_for(resources, spec, requested)
             base = event.anchor_time if spec.label.relative_to == "anchor" else event.index_time
             if closes_at is not None and base + spec.label.window.end > closes_at:

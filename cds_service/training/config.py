@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.stats import DEFAULT_AGE_BANDS, parse_age_bands
-from cds_service.training.population import DEFAULT_MAX_DROPPED_POSITIVE_SHARE
+from cds_service.training.population import DEFAULT_MAX_UNSCORABLE_POSITIVE_SHARE
 
 
 class ConfigError(ValueError):
@@ -28,7 +28,7 @@ class TrainingConfig:
     age_bands: tuple[float, ...]
     gate: dict[str, Any]
     card: dict[str, str]
-    max_dropped_positive_share: float = DEFAULT_MAX_DROPPED_POSITIVE_SHARE
+    max_unscorable_positive_share: float = DEFAULT_MAX_UNSCORABLE_POSITIVE_SHARE
 
 
 def load_training_config(path: Path) -> TrainingConfig:
@@ -59,7 +59,7 @@ def load_training_config(path: Path) -> TrainingConfig:
             age_bands=bands,
             gate=dict(doc.get("gate", {})),
             card={k: str(v) for k, v in doc.get("card", {}).items()},
-            max_dropped_positive_share=_share_setting(doc.get("table", {})),
+            max_unscorable_positive_share=_share_setting(doc.get("table", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
@@ -68,7 +68,12 @@ def load_training_config(path: Path) -> TrainingConfig:
 
 
 def _share_setting(table: dict[str, Any]) -> float:
-    share = float(table.get("max_dropped_positive_share", DEFAULT_MAX_DROPPED_POSITIVE_SHARE))
+    if "max_dropped_positive_share" in table:
+        raise ConfigError(
+            "table.max_dropped_positive_share is now table.max_unscorable_positive_share: rows "
+            "lacking a required input are kept for training and no longer dropped"
+        )
+    share = float(table.get("max_unscorable_positive_share", DEFAULT_MAX_UNSCORABLE_POSITIVE_SHARE))
     if not 0 <= share <= 1:
-        raise ConfigError("table.max_dropped_positive_share must be between 0 and 1")
+        raise ConfigError("table.max_unscorable_positive_share must be between 0 and 1")
     return share

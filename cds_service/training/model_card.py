@@ -97,12 +97,16 @@ def render_model_card(spec: ModelSpec, cfg: TrainingConfig, manifest: dict[str, 
         f"- Export sha256: `{data['export_sha256']}`",
         f"- Training table sha256: `{data['table_sha256']}`",
         f"- Patients: {data['patients']}, prediction rows: {data['rows']} "
-        f"({data['positives']} with the outcome); rows dropped for missing required inputs: "
-        f"{data['dropped_missing_required']}",
+        f"({data['positives']} with the outcome), none dropped; rows lacking a required input "
+        f"(trained on, not calibrated or evaluated on, shown no risk by the service): "
+        f"{data['unscorable_rows']} ({data['unscorable_positives']} with the outcome)",
         "- Split by patient: "
-        + ", ".join(f"{k} {v['rows']} rows / {v['patients']} patients" for k, v in splits.items()),
+        + ", ".join(
+            f"{k} {v['rows']} rows ({v['scored_rows']} scored) / {v['patients']} patients"
+            for k, v in splits.items()
+        ),
         "",
-        "## Performance on the held-out test split",
+        "## Performance on the held-out test split (rows the service scores)",
         "",
         _HEADER,
         _metric_row("all", metrics["test"]),

@@ -29,11 +29,11 @@ from cds_service.stats import (
 )
 from cds_service.training.config import TrainingConfig, load_training_config
 from cds_service.training.model_card import render_model_card
-from cds_service.training.population import check_population
+from cds_service.training.population import check_population, scorable_mask
 from fhir_mappers.bulk import TableStats, export_sha256, iter_rows
-from fhir_mappers.site_binding import apply_site_terminology
+from fhir_mappers.site_binding import load_site_spec
 from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology
-from fhir_mappers.spec import ModelSpec, load_spec
+from fhir_mappers.spec import ModelSpec
 
 MANIFEST_SCHEMA = 1
 CODE_FILES = ("fhir_mappers", "cds_service/training", "cds_service/stats")
@@ -182,18 +182,23 @@ def train_model(
     import lightgbm as lgb
 
     model_dir = models_dir / model_name
-    spec = apply_site_terminology(load_spec(model_dir / "features.toml"), site)
+    spec = load_site_spec(model_dir / "features.toml", site)
     cfg = load_training_config(model_dir / "training.toml")
     export = export_dir or (PROJECT_ROOT / cfg.export)
     version = version or cfg.version
     table, stats = build_table(export, spec, progress=progress)
-    check_population(stats, cfg.max_dropped_positive_share)
-    if len(table.y) < 50 or not 0 < table.y.sum() < len(table.y):
+    check_population(stats, cfg.max_unscorable_positive_share)
+    scorable = scorable_mask(spec, table.names, table.x)
+    if scorable.sum() < 50 or not 0 < table.y[scorable].sum() < scorable.sum():
         raise ValueError(
-            f"training table has {len(table.y)} rows and {int(table.y.sum())} positives: too few"
+            f"training table has {int(scorable.sum())} rows the service scores and "
+            f"{int(table.y[scorable].sum())} positives among them: too few"
         )
     splits = np.array([split_of(pid, cfg) for pid in table.patient_ids])
     masks = {name: splits == name for name in ("train", "calibration", "test")}
+    # The model learns from every row of its split; calibration and evaluation use the rows the
+    # service gives a risk (all required inputs present), because those are the cards it shows.
+    scored = {name: m & scorable for name, m in masks.items()}
     params = lightgbm_params(cfg)
     dataset = lgb.Dataset(
         table.x[masks["train"]],
@@ -206,19 +211,22 @@ def train_model(
     model_bytes = model_text.encode("utf-8")
     margins = {
         k: np.asarray(booster.predict(table.x[m], raw_score=True), dtype=np.float64)
-        for k, m in masks.items()
+        for k, m in scored.items()
+        if k != "train"
     }
-    a, b = fit_platt(margins["calibration"], table.y[masks["calibration"]])
+    a, b = fit_platt(margins["calibration"], table.y[scored["calibration"]])
     p_test = sigmoid(a * margins["test"] + b)
-    y_test = table.y[masks["test"]]
+    y_test = table.y[scored["test"]]
     metrics = {
         "test": binary_metrics(y_test, p_test),
         "calibration_curve": calibration_curve(y_test, p_test),
-        "subgroups": _subgroups(table, masks["test"], p_test, cfg),
+        "subgroups": _subgroups(table, scored["test"], p_test, cfg),
         "splits": {
             k: {
                 "rows": int(m.sum()),
                 "positives": int(table.y[m].sum()),
+                "scored_rows": int(scored[k].sum()),
+                "scored_positives": int(table.y[scored[k]].sum()),
                 "patients": len(
                     {pid for pid, s in zip(table.patient_ids, splits, strict=True) if s == k}
                 ),
@@ -260,9 +268,9 @@ def train_model(
             "patients": stats.patients,
             "rows": stats.rows,
             "positives": stats.positives,
-            "dropped_missing_required": stats.dropped_missing_required,
-            "dropped_positives": stats.dropped_positives,
-            "dropped_for": dict(sorted(stats.dropped_for.items())),
+            "unscorable_rows": stats.unscorable,
+            "unscorable_positives": stats.unscorable_positives,
+            "unscorable_for": dict(sorted(stats.unscorable_for.items())),
             "mapper_warnings": dict(sorted(stats.warnings.items())),
         },
         "code": {

@@ -64,13 +64,15 @@ def test_training_table_rows_labels_and_stats(ed_export, ed_spec, tmp_path):
         ("p1", "Encounter/e1", "1"),
         ("p1", "Encounter/e4", "0"),
         ("p2", "Encounter/e2", "0"),
+        ("p3", "Encounter/e3", "1"),  # lacks its required vitals: kept, not scored at serving
     ]
-    assert [r["index_time"] for r in rows] == [
+    assert [r["index_time"] for r in rows][:3] == [
         "2024-02-01T11:00:00+00:00",
         "2024-03-10T09:00:00+00:00",  # 09:00+01:00 arrival, plus one hour, in UTC
         "2024-02-03T09:00:00+00:00",
     ]
-    p1, p1_again, p2 = rows
+    p1, p1_again, p2, p3 = rows
+    assert p3["heart_rate"] == p3["systolic_bp"] == ""
     assert float(p1["age"]) == 74.0
     assert float(p1["sex_male"]) == 1.0
     assert float(p1["heart_rate"]) == 118.0
@@ -87,13 +89,13 @@ def test_training_table_rows_labels_and_stats(ed_export, ed_spec, tmp_path):
     assert float(p2["triage_urgency"]) == 1.0
     assert float(p2["sex_male"]) == 0.0
 
-    assert stats.rows == 3
-    assert stats.positives == 1
+    assert stats.rows == 4
+    assert stats.positives == 2
     assert stats.patients == 3
-    assert stats.dropped_missing_required == 1  # p3: no heart rate, no systolic pressure
-    # ... and p3 was admitted (ACUTE 3 h later): the dropped positive is counted, with the reasons
-    assert stats.dropped_positives == 1
-    assert stats.dropped_for == {"heart_rate": 1, "systolic_bp": 1}
+    assert stats.unscorable == 1  # p3: no heart rate, no systolic pressure
+    # ... and p3 was admitted (ACUTE 3 h later): the unscored positive is counted, with the reasons
+    assert stats.unscorable_positives == 1
+    assert stats.unscorable_for == {"heart_rate": 1, "systolic_bp": 1}
     assert stats.unparseable_lines == 1
     assert stats.without_patient == 2  # the orphan Observation and the JSON array
     assert stats.resources == 3 + 9 + 10
@@ -115,9 +117,9 @@ def test_rows_equal_the_live_extraction(ed_export, ed_spec, fhir):
         assert {n: row[n] for n in ed_spec.feature_names} == live.values
 
 
-def test_keep_missing_required(ed_export, ed_spec):
+def test_a_missing_required_input_never_removes_a_row(ed_export, ed_spec):
     stats = TableStats()
-    rows = list(iter_rows(ed_export, ed_spec, stats, keep_missing_required=True))
+    rows = list(iter_rows(ed_export, ed_spec, stats))
     assert [r["anchor"] for r in rows] == [
         "Encounter/e1",
         "Encounter/e4",
@@ -129,7 +131,7 @@ def test_keep_missing_required(ed_export, ed_spec):
     assert p3["systolic_bp"] is None
     assert p3["temperature"] == pytest.approx(37.1)
     assert p3["admitted_24h"] == 1  # ACUTE encounter 3 h after arrival
-    assert stats.dropped_missing_required == 0
+    assert (stats.rows, stats.unscorable, stats.unscorable_positives) == (4, 1, 1)
 
 
 def _sorted_rows(path: Path) -> list[tuple[tuple[str, str], ...]]:
@@ -141,10 +143,10 @@ def test_several_shards_give_the_same_rows(ed_export, ed_spec, tmp_path, shard_b
     one = write_training_table(ed_export, ed_spec, tmp_path / "one.csv")
     many = write_training_table(ed_export, ed_spec, tmp_path / "many.csv", shard_bytes=shard_bytes)
     assert _sorted_rows(tmp_path / "many.csv") == _sorted_rows(tmp_path / "one.csv")
-    assert (many.rows, many.positives, many.dropped_missing_required) == (
+    assert (many.rows, many.positives, many.unscorable) == (
         one.rows,
         one.positives,
-        one.dropped_missing_required,
+        one.unscorable,
     )
     assert many.patients == one.patients == 3
     assert many.warnings == one.warnings
@@ -496,10 +498,10 @@ def test_gzip_compressed_export_gives_the_same_table(ed_export, ed_spec, tmp_pat
         f"{p.name}.gz" for p in export_files(ed_export)
     ]
     assert (tmp_path / "zipped.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
-    assert (zipped.rows, zipped.positives, zipped.dropped_positives, zipped.resources) == (
+    assert (zipped.rows, zipped.positives, zipped.unscorable_positives, zipped.resources) == (
         plain.rows,
         plain.positives,
-        plain.dropped_positives,
+        plain.unscorable_positives,
         plain.resources,
     )
 

@@ -286,7 +286,7 @@ def test_the_infarction_as_icd10cm_or_snomed_makes_training_rows(mi_spec, fhir, 
         ],
     )
     stats = TableStats(export_sha256="")
-    rows = list(iter_rows(export, mi_spec, stats, keep_missing_required=True))
+    rows = list(iter_rows(export, mi_spec, stats))
     by_patient = {pid: [r for r in rows if r["patient_id"] == pid] for pid in ("cm", "sct")}
     for pid, patient_rows in by_patient.items():
         assert [r["days_since_mi"] for r in patient_rows] == [float(d) for d in range(14, 85, 7)]

@@ -16,6 +16,7 @@ from cds_devtools.synth import generate_cohort
 from cds_service.db.engine import make_engine, upgrade
 from cds_service.lifecycle.gate import GateResult, evaluate
 from cds_service.serving.model_runtime import load_model
+from cds_service.training.population import scorable_mask
 from cds_service.training.train import build_table
 from fhir_mappers.site_terminology import load_site_terminology
 from tests.conftest import MODELS_DIR
@@ -72,9 +73,11 @@ def test_the_committed_model_passes_in_acceptance_with_its_evidence(
     ev = result.evidence
     model = load_model(models, MODEL, "1.0.0")
     table, _ = build_table(holdout, model.spec)
-    risks = np.array([model.risk(list(row)) for row in table.x])
+    scored = scorable_mask(model.spec, table.names, table.x)  # the rows the service scores
+    risks = np.array([model.risk(list(row)) for row in table.x[scored]])
     assert ev["rows"] == len(table.y)
-    assert ev["metrics"]["auroc"] == round(roc_auc_score(table.y, risks), 6)
+    assert ev["scored_rows"] == int(scored.sum()) < len(table.y)
+    assert ev["metrics"]["auroc"] == round(roc_auc_score(table.y[scored], risks), 6)
     assert ev["candidate"]["artifact_sha256"] == model.artifact_sha256
     assert set(ev["subgroup_auroc"]) == {
         "sex=female",
@@ -111,22 +114,24 @@ def test_each_threshold_can_refuse(
     assert "FAILED: " + result.failures[0] in result.evidence["report"]
 
 
-def test_a_held_out_export_that_drops_positives_is_refused(
+def test_a_held_out_export_whose_positives_the_service_cannot_score_is_refused(
     models: Path, holdout: Path, engine: Engine
 ) -> None:
-    """The same population rule as training: the gate's held-out rows must stand for the visits."""
+    """The same population rule as training: the gate judges the rows the service scores, and
+    refuses when those leave out too many of the positives."""
     result = _evaluate(models, holdout, engine)
     ev = result.evidence
-    assert ev["dropped_positives"] > 0  # the synthetic held-out export drops a few
+    assert ev["unscorable_positives"] > 0  # the synthetic held-out export has a few
+    assert ev["scored_rows"] == ev["rows"] - ev["unscorable_rows"]
     all_positives = int(sum(build_table(holdout, load_model(models, MODEL, "1.0.0").spec)[0].y))
-    share = ev["dropped_positives"] / (all_positives + ev["dropped_positives"])
+    share = ev["unscorable_positives"] / all_positives
     path = models / MODEL / "training.toml"
-    path.write_text(path.read_text() + f"\n[table]\nmax_dropped_positive_share = {share / 2}\n")
+    path.write_text(path.read_text() + f"\n[table]\nmax_unscorable_positive_share = {share / 2}\n")
     refused = _evaluate(models, holdout, engine)
     assert not refused.passed
     assert refused.failures == [refused.failures[0]]
-    assert "dropped for missing required inputs" in refused.failures[0]
-    assert set(ev["dropped_for"]) <= {"heart_rate", "systolic_bp"}
+    assert "lack a required input" in refused.failures[0]
+    assert set(ev["unscorable_for"]) <= {"heart_rate", "systolic_bp"}
 
 
 def test_production_needs_predictions_in_acceptance(

@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from cds_devtools.synth import generate_cohort
 from cds_service.serving.model_runtime import load_model
 from cds_service.training.config import load_training_config
+from cds_service.training.population import scorable_mask
 from cds_service.training.train import build_table, split_of, train_model
 from fhir_mappers.bulk import export_sha256
 from tests.conftest import MODELS_DIR
@@ -75,18 +76,34 @@ def test_artifacts_carry_manifest_metrics_and_model_card(
     model = load_model(root, "post-mi-unplanned-visit", "0.0.2")
     cfg = load_training_config(root / "post-mi-unplanned-visit" / "training.toml")
     table, _ = build_table(small_export, model.spec)
-    test_rows = np.array([split_of(pid, cfg) == "test" for pid in table.patient_ids])
+    in_test = np.array([split_of(pid, cfg) == "test" for pid in table.patient_ids])
+    # Evaluated on the rows the service scores; trained on every row of the train split.
+    test_rows = in_test & scorable_mask(model.spec, table.names, table.x)
     y = table.y[test_rows]
     p = np.array([model.risk(list(row)) for row in table.x[test_rows]])
     test = metrics["test"]
     assert (test["n"], test["positives"]) == (len(y), int(y.sum()))
-    assert metrics["splits"]["test"]["rows"] == len(y)
+    assert metrics["splits"]["test"]["scored_rows"] == len(y)
+    assert metrics["splits"]["test"]["rows"] == int(in_test.sum())
     assert sum(s["rows"] for s in metrics["splits"].values()) == manifest["training_data"]["rows"]
+    data = manifest["training_data"]
+    assert data["rows"] == len(table.y)  # nothing dropped
+    assert sum(s["scored_rows"] for s in metrics["splits"].values()) == (
+        data["rows"] - data["unscorable_rows"]
+    )
     assert test["auroc"] == pytest.approx(roc_auc_score(y, p), abs=2e-6)
     assert test["brier"] == pytest.approx(float(np.mean((p - y) ** 2)), abs=2e-6)
     assert test["prevalence"] == pytest.approx(y.mean(), abs=1e-6)
     assert 0.5 < test["auroc"] <= 1.0
-    assert 0.8 * test["prevalence"] < test["mean_predicted"] < 1.25 * test["prevalence"]
+    # Platt's fit matches the mean risk to the outcome rate on the rows it was fitted on: the
+    # calibration split's scored rows (not its unscored ones, whose rate differs).
+    cal_rows = np.array([split_of(pid, cfg) == "calibration" for pid in table.patient_ids])
+    cal_scored = cal_rows & scorable_mask(model.spec, table.names, table.x)
+    p_cal = np.array([model.risk(list(row)) for row in table.x[cal_scored]])
+    assert p_cal.mean() == pytest.approx(table.y[cal_scored].mean(), abs=1e-3)
+    assert table.y[cal_rows].mean() != pytest.approx(table.y[cal_scored].mean(), abs=2e-3)
+    # On 29 test patients the rate differs from the calibration split's by sampling alone.
+    assert 0.7 * test["prevalence"] < test["mean_predicted"] < 1.4 * test["prevalence"]
 
     # Subgroups: the training config's age bands and both sexes, each row in one group of each.
     subgroups = metrics["subgroups"]
