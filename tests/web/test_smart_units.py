@@ -81,6 +81,20 @@ def test_access_token_is_sealed_to_the_cookie() -> None:
     assert flow.open_token("session-id", "handle", "not base64 !") is None
 
 
+def test_launch_context_is_sealed_to_the_cookie_apart_from_the_token() -> None:
+    sealed = flow.seal_context("session-id", "handle", "syn-pat-1", "syn-enc-1")
+    raw = base64.urlsafe_b64decode(sealed)
+    assert b"syn-pat-1" not in raw and b"syn-enc-1" not in raw
+    assert flow.open_context("session-id", "handle", sealed) == ("syn-pat-1", "syn-enc-1")
+    assert flow.open_context("other-session", "handle", sealed) is None
+    assert flow.open_context("session-id", "other-handle", sealed) is None
+    assert flow.open_token("session-id", "handle", sealed) is None  # not usable as a token
+    token = flow.seal_token("session-id", "handle", '{"patient": "syn-pat-2"}')
+    assert flow.open_context("session-id", "handle", token) is None  # nor a token as context
+    no_encounter = flow.seal_context("session-id", "handle", "syn-pat-1", None)
+    assert flow.open_context("session-id", "handle", no_encounter) == ("syn-pat-1", None)
+
+
 def test_app_context_from_the_token_response() -> None:
     assert flow._app_context('{"card":"c","service":"s"}') == {"card": "c", "service": "s"}
     assert flow._app_context({"card": "c"}) == {"card": "c"}

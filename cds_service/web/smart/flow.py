@@ -9,9 +9,9 @@
    in the body for a public one), and keep the access token and the launch context (``patient``,
    ``encounter``, ``appContext``) in a new session that expires with the token.
 
-The browser only ever holds a cookie with a random session id. The access token is stored
-encrypted with a key derived from that id, so the session table alone does not give access to the
-FHIR server.
+The browser only ever holds a cookie with a random session id. The access token and the launch's
+patient and encounter ids are stored encrypted with a key derived from that id, so the session
+table alone neither gives access to the FHIR server nor says whom a session was about.
 """
 
 from __future__ import annotations
@@ -326,6 +326,26 @@ def open_token(session_id: str, handle: str, sealed: str) -> str | None:
     except (ValueError, InvalidTag):  # wrong key, tampered data: the session is unusable
         return None
     return plain.decode()
+
+
+def seal_context(session_id: str, handle: str, patient: str, encounter: str | None) -> str:
+    """The launch's patient and encounter ids, sealed like the token (their own associated data,
+    so a sealed token can never be opened as a context or the other way round)."""
+    plain = json.dumps({"patient": patient, "encounter": encounter})
+    return seal_token(session_id, f"{handle}|context", plain)
+
+
+def open_context(session_id: str, handle: str, sealed: str) -> tuple[str, str | None] | None:
+    """(patient id, encounter id or None), or None when the session cannot be opened."""
+    plain = open_token(session_id, f"{handle}|context", sealed)
+    try:
+        context = json.loads(plain) if plain is not None else None
+    except ValueError:
+        return None
+    if not isinstance(context, dict) or not isinstance(context.get("patient"), str):
+        return None
+    encounter = context.get("encounter")
+    return context["patient"], encounter if isinstance(encounter, str) else None
 
 
 def same(a: str | None, b: str | None) -> bool:

@@ -141,11 +141,20 @@ class AppView:
     card: CardRecord | None
     card_problem: str | None
     truncated: bool
+    own_card: bool = False  # launched without a card: the page's risk is its own audited row
     notes: list[str] = field(default_factory=list)
 
     @property
     def feedback_allowed(self) -> bool:
         return self.card_problem is None
+
+    @property
+    def accept_allowed(self) -> bool:
+        """Nothing to accept where no risk was shown: the card's (when the app was opened from
+        one and it is known), else the one computed now."""
+        if self.card is not None and not self.own_card:
+            return self.card.risk is not None
+        return self.prediction is not None
 
 
 def score(
