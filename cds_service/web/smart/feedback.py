@@ -93,7 +93,7 @@ def _risk_shown(data: dict[str, Any], card: CardRecord | None) -> bool:
 
 
 def _feedback_row(
-    card_uuid: str, service_id: str, answer: _Answer, now: datetime
+    card_uuid: str, service_id: str, answer: _Answer, now: datetime, user: str | None
 ) -> dict[str, Any]:
     outcome, reason, comment = answer
     return {
@@ -108,6 +108,7 @@ def _feedback_row(
         "outcome_timestamp": now,
         "received_at": now,
         "channel": "smart",
+        "user_pseudonym": user,
     }
 
 
@@ -138,7 +139,8 @@ async def _record_feedback(
             "No risk was shown, so there is nothing to accept; dismiss it with a reason.",
             title="Response not recorded",
         )
-    row = _feedback_row(str(data["card"]), service_id, answer, now)
+    user = data.get("user") if isinstance(data.get("user"), str) else None
+    row = _feedback_row(str(data["card"]), service_id, answer, now, user)
     await st.writer.write_within_budget("card_feedback", [row])
     outcome, reason, _comment = answer
     data["feedback"] = {

@@ -40,6 +40,7 @@ from cds_service.security.trusted_callers import (
 )
 from cds_service.web.errors import SignInError
 from cds_service.web.oauth import AsyncOAuth2Client, OAuthError
+from cds_service.web.smart.identity import launch_user
 
 SESSION_KIND = "smart"
 LAUNCH_SECONDS = 600  # from the launch to the return from the authorization server
@@ -223,6 +224,7 @@ class GrantedLaunch:
     encounter: str | None
     app_context: dict[str, Any] | None
     need_patient_banner: bool | None
+    user: str | None = None  # fhirUser of the id token (identity.launch_user)
 
 
 def _app_context(raw: Any) -> dict[str, Any] | None:
@@ -299,6 +301,7 @@ async def exchange_code(
         encounter=encounter,
         app_context=_app_context(token.get("appContext")),
         need_patient_banner=banner if isinstance(banner, bool) else None,
+        user=launch_user(token.get("id_token"), settings.smart_client_id),
     )
 
 

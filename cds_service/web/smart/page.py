@@ -257,6 +257,7 @@ def _model_section(view: AppView, base_url: str, environment: str) -> str:
 def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, Any] | None) -> str:
     if not view.feedback_allowed:
         return ""
+    forms = _feedback_forms(view, handle, csrf)
     if given:
         what = "Accepted" if given.get("outcome") == "accepted" else "Dismissed"
         reason = f": {esc(str(given['reason']))}" if given.get("reason") else ""
@@ -264,8 +265,20 @@ def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, An
             "<section id='feedback' aria-labelledby='h-feedback'>"
             "<h2 id='h-feedback'>Your response</h2>"
             f"<p class='notice ok' id='feedback-done'>{what}{reason}. Recorded "
-            f"{esc(str(given.get('at', '')))}, thank you.</p></section>"
+            f"{esc(str(given.get('at', '')))}, thank you.</p>"
+            "<details id='feedback-change'><summary>Change your response</summary>"
+            "<p class='muted'>A new response replaces this one; both are kept for the quality "
+            f"team.</p>{forms}</details></section>"
         )
+    heading = "Your response" if view.own_card else "Your response to the card"
+    return (
+        "<section id='feedback' aria-labelledby='h-feedback'>"
+        f"<h2 id='h-feedback'>{heading}</h2>{forms}</section>"
+    )
+
+
+def _feedback_forms(view: AppView, handle: str, csrf: str) -> str:
+    """Accept (only where a risk was shown) and dismiss with a reason."""
     hidden = (
         f"<input type='hidden' name='s' value='{esc(handle)}'>"
         f"<input type='hidden' name='csrf' value='{esc(csrf)}'>"
@@ -286,17 +299,14 @@ def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, An
         else "<p class='muted' id='no-accept'>No risk was shown, so there is nothing to "
         "accept; you can dismiss it with a reason (for example, data wrong or outdated).</p>"
     )
-    heading = "Your response" if view.own_card else "Your response to the card"
     return (
-        "<section id='feedback' aria-labelledby='h-feedback'>"
-        f"<h2 id='h-feedback'>{heading}</h2><div class='feedback'>{accept}"
+        f"<div class='feedback'>{accept}"
         f"<form method='post' action='/smart/feedback'>{hidden}"
         "<input type='hidden' name='outcome' value='overridden'>"
         f"<fieldset><legend>Dismiss, with a reason</legend>{reasons}"
         "<label for='c-dismiss'>Comment (optional)</label>"
         "<textarea id='c-dismiss' name='comment' maxlength='2000'></textarea></fieldset>"
-        "<button class='dismiss' type='submit'>Dismiss</button></form>"
-        "</div></section>"
+        "<button class='dismiss' type='submit'>Dismiss</button></form></div>"
     )
 
 

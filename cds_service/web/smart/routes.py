@@ -54,6 +54,7 @@ from cds_service.web.smart.flow import (
     seal_context,
     seal_token,
 )
+from cds_service.web.smart.identity import user_pseudonym
 from cds_service.web.smart.launch_audit import LaunchRisk, audit_launch, needs_row, own_card
 from cds_service.web.smart.page import SECURITY_HEADERS, app_page
 from cds_service.web.smart.session import (
@@ -186,7 +187,9 @@ def _check_answer(data: dict[str, Any], code: str | None, error: str | None) -> 
     return code, verifier
 
 
-def _app_session(handle: str, launch: dict[str, Any], granted: GrantedLaunch) -> dict[str, Any]:
+def _app_session(
+    st: ServiceState, handle: str, launch: dict[str, Any], granted: GrantedLaunch
+) -> dict[str, Any]:
     """The ready session; the patient and encounter ids are added sealed (never in clear)."""
     context = granted.app_context or {}
     card = context.get("card")
@@ -201,6 +204,7 @@ def _app_session(handle: str, launch: dict[str, Any], granted: GrantedLaunch) ->
         "csrf": secrets.token_urlsafe(32),
         "expires_in": granted.expires_in,
         "need_patient_banner": granted.need_patient_banner,
+        "user": user_pseudonym(st.settings.effective_pseudonym_key, granted.user),
         "feedback": None,
     }
 
@@ -226,7 +230,7 @@ async def smart_callback(
         granted = await exchange_code(st.settings, str(data["token_endpoint"]), code, verifier)
     except SignInError as exc:
         return error_response(exc)
-    app_data = _app_session(handle, data, granted)
+    app_data = _app_session(st, handle, data, granted)
     span = lifetime(granted.expires_in)
     new_id = await anyio.to_thread.run_sync(sessions.create, SESSION_KIND, app_data, span, now)
     app_data["token"] = seal_token(new_id, handle, granted.access_token)
