@@ -123,3 +123,15 @@ def test_monitoring_counts_the_current_answers_as_the_view_does(s: Smart) -> Non
     every = s.db.rows("SELECT count(*) AS n FROM v_feedback WHERE model_name IS NOT NULL")[0]["n"]
     assert total == current and every > current
     assert [bool(r["is_current"]) for r in trail(s, card_uuid)] == [False, True]
+
+
+def test_a_relaunch_shows_the_users_current_answer_and_only_theirs(s: Smart) -> None:
+    pid = "syn-mi-rules-relaunch"
+    _, context = s.card(pid)
+    answer(s, context, pid, "Practitioner/dr-d", outcome="overridden", reason="already-known")
+    again = run_launch(s.browser(), s.launch(pid, context, user="Practitioner/dr-d")).final
+    assert "id='feedback-done'" in again.text and "Risk already known" in again.text
+    other = run_launch(s.browser(), s.launch(pid, context, user="Practitioner/dr-e")).final
+    assert "id='feedback-done'" not in other.text and "value='accepted'" in other.text
+    unknown = run_launch(s.browser(), s.launch(pid, context)).final
+    assert "id='feedback-done'" not in unknown.text

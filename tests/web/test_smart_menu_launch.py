@@ -132,6 +132,8 @@ def test_menu_launch_needs_a_known_service(s: Smart) -> None:
     unknown = run_launch(s.browser(), menu_launch(s, "syn-mi-menu-x", "no-such-service"))
     assert unknown.final.status_code == 400 and "Unknown service" in unknown.final.text
     assert MI in unknown.final.text
+    anchored = run_launch(s.browser(), menu_launch(s, "syn-mi-menu-x", "ed-admission-risk"))
+    assert anchored.final.status_code == 400 and "patient-view" in anchored.final.text
     unnamed = run_launch(s.browser(), menu_launch(s, "syn-mi-menu-x", None))
     assert unnamed.final.status_code == 400 and "?service=" in unnamed.final.text
 

@@ -62,6 +62,7 @@ from cds_service.web.smart.session import (
     card_problem,
     cookie_path,
     error_response,
+    given_answer,
     launch_card,
     launch_patient,
     ready_session,
@@ -105,6 +106,15 @@ async def smart_launch(
                 "The launch URL names a risk service this service does not offer "
                 f"(one of: {', '.join(sorted(st.registry.services))}).",
                 title="Unknown service",
+            )
+        if service is not None and st.registry.services[service].anchor == "encounter":
+            # its moment of prediction hangs on the ED encounter the CDS Hooks call names; the
+            # app would compute a risk the model was not trained for
+            raise SignInError(
+                400,
+                "This service predicts at a moment set by the ED encounter of a CDS Hooks call; "
+                "from the app menu, use its patient-view service.",
+                title="Service not available from the app menu",
             )
         issuers = st.authenticator.issuers if st.authenticator is not None else None
         iss = check_iss(iss, launch, allowed_fhir_servers(settings, issuers), dev)
@@ -297,6 +307,7 @@ async def smart_app(
     settings = st.settings
     try:
         view, data = await _view(st, http, request, s, now)
+        given = await given_answer(st, data) if view.feedback_allowed else None
     except SignInError as exc:
         response = error_response(exc)
         if exc.status == 401 and s and HANDLE.fullmatch(s):
@@ -307,7 +318,7 @@ async def smart_app(
         view,
         handle=s,
         csrf=str(data["csrf"]),
-        given=data.get("feedback"),
+        given=given,
         banner_requested=data.get("need_patient_banner") is True,
         base_url=settings.public_base_url,
         environment=settings.environment.value,

@@ -21,7 +21,7 @@ from cds_service.web.errors import SignInError
 from cds_service.web.sessions import SessionStore
 from cds_service.web.smart.flow import HANDLE, SESSION_KIND, cookie_name, open_context
 from cds_service.web.smart.page import SECURITY_HEADERS, error_page
-from cds_service.web.smart.view import CardRecord, find_card
+from cds_service.web.smart.view import CardRecord, current_answer, find_card
 
 log = logging.getLogger("cds_service.web.smart")
 T = TypeVar("T")
@@ -120,6 +120,17 @@ async def launch_card(st: ServiceState, data: dict[str, Any], patient: str) -> C
         return None
     key = pseudonym(st.settings.effective_pseudonym_key, "Patient", patient)
     return await _within_budget(st, lambda: find_card(st.writer.engine, card_uuid, key))
+
+
+async def given_answer(st: ServiceState, data: dict[str, Any]) -> dict[str, Any] | None:
+    """The response the page shows: this launch's, else the user's current one on the card."""
+    given = data.get("feedback")
+    if isinstance(given, dict):
+        return given
+    card_uuid, user = data.get("card"), data.get("user")
+    if not isinstance(card_uuid, str) or not isinstance(user, str):
+        return None  # an unknown user's answers are not "yours"
+    return await _within_budget(st, lambda: current_answer(st.writer.engine, card_uuid, user))
 
 
 def card_problem(data: dict[str, Any], card: CardRecord | None, service_id: str) -> str | None:
