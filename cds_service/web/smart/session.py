@@ -82,6 +82,12 @@ def app_url(settings: Settings, handle: str) -> str:
     return f"{settings.public_base_url}/smart/app?s={handle}"
 
 
+SESSION_ENDED = (
+    "This app's access has ended (it lasts as long as the EHR's access token). "
+    "Open the app again from the risk card."
+)
+
+
 async def ready_session(
     st: ServiceState, request: Request, handle: str | None, now: datetime
 ) -> tuple[str, dict[str, Any]]:
@@ -97,12 +103,6 @@ async def ready_session(
     if data is None or session_id is None or data.get("stage") != "ready":
         raise SignInError(401, SESSION_ENDED, title="Session expired")
     return session_id, data
-
-
-SESSION_ENDED = (
-    "This app's access has ended (it lasts as long as the EHR's access token). "
-    "Open the app again from the risk card."
-)
 
 
 def launch_patient(session_id: str, handle: str, data: dict[str, Any]) -> tuple[str, str | None]:
