@@ -57,6 +57,7 @@ class CardFeedback(SQLModel, table=True):
     __tablename__ = "card_feedback"
     __table_args__ = (
         sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_once"),
+        sa.Index("ix_card_feedback_card_user", "card_uuid", "user_pseudonym"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -71,6 +72,8 @@ class CardFeedback(SQLModel, table=True):
     outcome_timestamp: datetime = Field(sa_type=sa.DateTime(timezone=True))
     received_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     channel: str = Field(max_length=16, default="cds-hooks")
+    # keyed pseudonym of who answered (the SMART app's fhirUser); NULL when unknown
+    user_pseudonym: str | None = Field(default=None, max_length=64)
 
 
 class SeenJti(SQLModel, table=True):

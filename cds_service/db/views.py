@@ -87,6 +87,8 @@ V_FEEDBACK = _view(
     ("indicator", _STR),
     ("patient_pseudonym", _STR),
     ("requested_at", _TS),
+    ("user_pseudonym", _STR),
+    ("is_current", sa.Boolean()),
 )
 V_DEPLOYMENTS = _view(
     "v_deployments",

@@ -60,8 +60,23 @@ def card_counts(start: datetime, end: datetime) -> sa.Select[Any]:
     )
 
 
+def current_answer(f: sa.Table) -> sa.ColumnElement[bool]:
+    """v_feedback's ``is_current`` on the table: no later answer by the same user (unknown users
+    grouped per card) on the same card (docs/quality-views.md, the feedback rules)."""
+    later = f.alias("later")
+    same_user = sa.func.coalesce(later.c.user_pseudonym, "") == sa.func.coalesce(
+        f.c.user_pseudonym, ""
+    )
+    newer = sa.or_(
+        later.c.outcome_timestamp > f.c.outcome_timestamp,
+        sa.and_(later.c.outcome_timestamp == f.c.outcome_timestamp, later.c.id > f.c.id),
+    )
+    return ~sa.exists().where(later.c.card_uuid == f.c.card_uuid, same_user, newer)
+
+
 def feedback_counts(start: datetime, end: datetime) -> sa.Select[Any]:
-    """Feedback entries on the window's cards, per group, outcome and override reason."""
+    """Current answers (one per card and user) on the window's cards, per group, outcome and
+    override reason."""
     c, f = CARDS, FEEDBACK
     return (
         sa.select(
@@ -72,7 +87,7 @@ def feedback_counts(start: datetime, end: datetime) -> sa.Select[Any]:
             sa.func.count().label("n"),
         )
         .select_from(f.join(c, c.c.card_uuid == f.c.card_uuid))
-        .where(_in_window(c, start, end))
+        .where(_in_window(c, start, end), current_answer(f))
         .group_by(
             *group_columns(c), f.c.outcome, f.c.override_reason_code, f.c.override_reason_display
         )

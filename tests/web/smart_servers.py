@@ -5,7 +5,8 @@
   launch id, the ``launch`` scope, ``aud`` = the FHIR base, and a PKCE S256 challenge, then
   redirects back with code and state) and ``/auth/token`` (single-use codes, HTTP Basic for
   confidential clients or ``client_id`` for public ones, the S256 ``code_verifier``; answers
-  with access_token, expires_in, scope, patient, encounter, appContext).
+  with access_token, expires_in, scope, patient, encounter, appContext, and an OpenID Connect
+  ``id_token`` (RS256, with ``fhirUser``) when the scope has ``openid`` and the launch a user).
 - FHIR R4 read and search (``Patient/{id}``, ``Observation``, ``Encounter``, ``Condition`` with
   ``patient``, ``date``, ``code``, ``_count`` and paging) that requires a live bearer token and
   serves only the token's patient.
@@ -28,6 +29,8 @@ from urllib.parse import parse_qs, unquote, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 from tests.utils.fhir_search import date_matches
 from tests.utils.server import ServerThread
@@ -50,6 +53,7 @@ class Grant:
     scope: str
     context: dict[str, Any]
     expires_at: float
+    user: str | None = None
 
 
 @dataclass
@@ -110,6 +114,8 @@ class SmartEhr:
         self.expires_in = expires_in
         self.smart_configuration_extra: dict[str, Any] = {}
         self.recorded = Recorded()
+        self.launch_users: dict[str, str] = {}
+        self.signing_key = RSAKey.generate_key(2048)
         self.server = ServerThread(self._build())
 
     # -- set-up -----------------------------------------------------------------------------
@@ -131,10 +137,14 @@ class SmartEhr:
         *,
         encounter: str | None = None,
         app_context: str | None = None,
+        user: str | None = None,
         **extra: Any,
     ) -> str:
+        """A launch; ``user`` is the clinician's ``fhirUser`` (e.g. ``Practitioner/x``)."""
         launch = secrets.token_urlsafe(12)
         context: dict[str, Any] = {"patient": patient, "need_patient_banner": False}
+        if user:
+            self.launch_users[launch] = user
         if encounter:
             context["encounter"] = encounter
         if app_context is not None:
@@ -149,6 +159,18 @@ class SmartEhr:
 
     def revoke_all(self) -> None:
         self.tokens.clear()
+
+    def id_token(self, client_id: str, user: str) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.base,
+            "sub": user.rsplit("/", 1)[-1],
+            "aud": client_id,
+            "iat": now,
+            "exp": now + 300,
+            "fhirUser": f"{self.fhir_base}/{user}",
+        }
+        return jwt.encode({"alg": "RS256"}, claims, self.signing_key)
 
     def __enter__(self) -> SmartEhr:
         self.server.__enter__()
@@ -230,6 +252,7 @@ class SmartEhr:
                 scope=" ".join(scopes),
                 context=context,
                 expires_at=time.time() + 60,
+                user=ehr.launch_users.get(params.get("launch", "")),
             )
             return back(code=code)
 
@@ -282,6 +305,8 @@ class SmartEhr:
                 "scope": grant.scope,
                 **grant.context,
             }
+            if grant.user and "openid" in grant.scope.split():
+                body["id_token"] = ehr.id_token(client_id, grant.user)
             return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
         def bearer(request: Request) -> Token | None:

@@ -81,6 +81,20 @@ def test_access_token_is_sealed_to_the_cookie() -> None:
     assert flow.open_token("session-id", "handle", "not base64 !") is None
 
 
+def test_launch_context_is_sealed_to_the_cookie_apart_from_the_token() -> None:
+    sealed = flow.seal_context("session-id", "handle", "syn-pat-1", "syn-enc-1")
+    raw = base64.urlsafe_b64decode(sealed)
+    assert b"syn-pat-1" not in raw and b"syn-enc-1" not in raw
+    assert flow.open_context("session-id", "handle", sealed) == ("syn-pat-1", "syn-enc-1")
+    assert flow.open_context("other-session", "handle", sealed) is None
+    assert flow.open_context("session-id", "other-handle", sealed) is None
+    assert flow.open_token("session-id", "handle", sealed) is None  # not usable as a token
+    token = flow.seal_token("session-id", "handle", '{"patient": "syn-pat-2"}')
+    assert flow.open_context("session-id", "handle", token) is None  # nor a token as context
+    no_encounter = flow.seal_context("session-id", "handle", "syn-pat-1", None)
+    assert flow.open_context("session-id", "handle", no_encounter) == ("syn-pat-1", None)
+
+
 def test_app_context_from_the_token_response() -> None:
     assert flow._app_context('{"card":"c","service":"s"}') == {"card": "c", "service": "s"}
     assert flow._app_context({"card": "c"}) == {"card": "c"}
@@ -157,3 +171,26 @@ def test_error_page_escapes_and_csp_allows_exactly_the_inline_style() -> None:
     assert f"'sha256-{digest}'" in CONTENT_SECURITY_POLICY
     assert "default-src 'none'" in CONTENT_SECURITY_POLICY
     assert "form-action 'self'" in CONTENT_SECURITY_POLICY
+
+
+def test_the_user_is_read_from_an_id_token_for_this_app_only() -> None:
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    from cds_service.web.smart.identity import launch_user, user_pseudonym
+
+    key = RSAKey.generate_key(2048)
+
+    def signed(**claims: object) -> str:
+        return jwt.encode({"alg": "RS256"}, claims, key)
+
+    fhir_user = "https://ehr.example.org/fhir/Practitioner/dr-x"
+    assert launch_user(signed(aud="app", fhirUser=fhir_user, sub="x"), "app") == fhir_user
+    assert launch_user(signed(aud=["other", "app"], sub="x"), "app") == "x"
+    assert launch_user(signed(aud="other", fhirUser=fhir_user), "app") is None
+    assert launch_user(signed(aud="app"), "app") is None
+    for broken in (None, 42, "", "a.b", "a.!!!.c", "a." + "x" * 20000 + ".c"):
+        assert launch_user(broken, "app") is None
+    assert user_pseudonym(b"k", None) is None
+    pseudo = user_pseudonym(b"k", fhir_user)
+    assert pseudo is not None and "dr-x" not in pseudo and pseudo == user_pseudonym(b"k", fhir_user)

@@ -21,16 +21,19 @@ from cds_service.text_checks import has_control_characters
 from cds_service.web.deps import UtcNow
 from cds_service.web.errors import SignInError
 from cds_service.web.smart.flow import same
+from cds_service.web.smart.launch_audit import own_card
 from cds_service.web.smart.session import (
     app_url,
     card_problem,
     error_response,
     launch_card,
+    launch_patient,
     ready_session,
     redirect,
     service_of,
     session_store,
 )
+from cds_service.web.smart.view import CardRecord
 
 log = logging.getLogger("cds_service.web.smart")
 router = APIRouter()
@@ -80,8 +83,17 @@ def _response(form: dict[str, str], hook_def: HookDefinition) -> _Answer:
     return outcome, reason, comment
 
 
+def _risk_shown(data: dict[str, Any], card: CardRecord | None) -> bool:
+    """Whether the response's card showed a risk: the app's own row (a launch without a card)
+    as the session noted it, else the card from the audit views; a card not there yet (spooled)
+    is given the benefit of the doubt."""
+    if own_card(data):
+        return (data.get("own_shown") or {}).get("risk") is not None
+    return card is None or card.risk is not None
+
+
 def _feedback_row(
-    card_uuid: str, service_id: str, answer: _Answer, now: datetime
+    card_uuid: str, service_id: str, answer: _Answer, now: datetime, user: str | None
 ) -> dict[str, Any]:
     outcome, reason, comment = answer
     return {
@@ -96,6 +108,7 @@ def _feedback_row(
         "outcome_timestamp": now,
         "received_at": now,
         "channel": "smart",
+        "user_pseudonym": user,
     }
 
 
@@ -114,13 +127,20 @@ async def _record_feedback(
         raise SignInError(
             403, "The page was out of date: reload it and try again.", title="Refused"
         )
-    card = await launch_card(st, data)
+    card = await launch_card(st, data, launch_patient(session_id, handle, data)[0])
     service_id = service_of(st, data, card)
     problem = card_problem(data, card, service_id)
     if problem is not None:
         raise SignInError(409, problem, title="Response not recorded")
     answer = _response(form, st.registry.services[service_id])
-    row = _feedback_row(str(data["card"]), service_id, answer, now)
+    if answer[0] == "accepted" and not _risk_shown(data, card):
+        raise SignInError(
+            409,
+            "No risk was shown, so there is nothing to accept; dismiss it with a reason.",
+            title="Response not recorded",
+        )
+    user = data.get("user") if isinstance(data.get("user"), str) else None
+    row = _feedback_row(str(data["card"]), service_id, answer, now, user)
     await st.writer.write_within_budget("card_feedback", [row])
     outcome, reason, _comment = answer
     data["feedback"] = {

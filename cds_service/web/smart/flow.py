@@ -9,9 +9,9 @@
    in the body for a public one), and keep the access token and the launch context (``patient``,
    ``encounter``, ``appContext``) in a new session that expires with the token.
 
-The browser only ever holds a cookie with a random session id. The access token is stored
-encrypted with a key derived from that id, so the session table alone does not give access to the
-FHIR server.
+The browser only ever holds a cookie with a random session id. The access token and the launch's
+patient and encounter ids are stored encrypted with a key derived from that id, so the session
+table alone neither gives access to the FHIR server nor says whom a session was about.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from cds_service.security.trusted_callers import (
 )
 from cds_service.web.errors import SignInError
 from cds_service.web.oauth import AsyncOAuth2Client, OAuthError
+from cds_service.web.smart.identity import launch_user
 
 SESSION_KIND = "smart"
 LAUNCH_SECONDS = 600  # from the launch to the return from the authorization server
@@ -223,6 +224,7 @@ class GrantedLaunch:
     encounter: str | None
     app_context: dict[str, Any] | None
     need_patient_banner: bool | None
+    user: str | None = None  # fhirUser of the id token (identity.launch_user)
 
 
 def _app_context(raw: Any) -> dict[str, Any] | None:
@@ -299,6 +301,7 @@ async def exchange_code(
         encounter=encounter,
         app_context=_app_context(token.get("appContext")),
         need_patient_banner=banner if isinstance(banner, bool) else None,
+        user=launch_user(token.get("id_token"), settings.smart_client_id),
     )
 
 
@@ -326,6 +329,26 @@ def open_token(session_id: str, handle: str, sealed: str) -> str | None:
     except (ValueError, InvalidTag):  # wrong key, tampered data: the session is unusable
         return None
     return plain.decode()
+
+
+def seal_context(session_id: str, handle: str, patient: str, encounter: str | None) -> str:
+    """The launch's patient and encounter ids, sealed like the token (their own associated data,
+    so a sealed token can never be opened as a context or the other way round)."""
+    plain = json.dumps({"patient": patient, "encounter": encounter})
+    return seal_token(session_id, f"{handle}|context", plain)
+
+
+def open_context(session_id: str, handle: str, sealed: str) -> tuple[str, str | None] | None:
+    """(patient id, encounter id or None), or None when the session cannot be opened."""
+    plain = open_token(session_id, f"{handle}|context", sealed)
+    try:
+        context = json.loads(plain) if plain is not None else None
+    except ValueError:
+        return None
+    if not isinstance(context, dict) or not isinstance(context.get("patient"), str):
+        return None
+    encounter = context.get("encounter")
+    return context["patient"], encounter if isinstance(encounter, str) else None
 
 
 def same(a: str | None, b: str | None) -> bool:

@@ -159,7 +159,13 @@ def _risk_section(view: AppView) -> str:
             f"required inputs are missing or stale ({esc(labels)}). The model is never run "
             "on defaults in their place.</p></div>"
         )
-    if view.card_problem:
+    if view.own_card:
+        parts.append(
+            "<p class='card-risk muted' id='menu-launch'>Opened from the EHR's app menu, not "
+            "from a card: this risk is recorded for the quality team like a card, and your "
+            "response below refers to it.</p>"
+        )
+    elif view.card_problem:
         parts.append(f"<p class='notice'>{esc(view.card_problem)}</p>")
     elif card is not None:
         shown = (
@@ -251,6 +257,7 @@ def _model_section(view: AppView, base_url: str, environment: str) -> str:
 def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, Any] | None) -> str:
     if not view.feedback_allowed:
         return ""
+    forms = _feedback_forms(view, handle, csrf)
     if given:
         what = "Accepted" if given.get("outcome") == "accepted" else "Dismissed"
         reason = f": {esc(str(given['reason']))}" if given.get("reason") else ""
@@ -258,8 +265,20 @@ def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, An
             "<section id='feedback' aria-labelledby='h-feedback'>"
             "<h2 id='h-feedback'>Your response</h2>"
             f"<p class='notice ok' id='feedback-done'>{what}{reason}. Recorded "
-            f"{esc(str(given.get('at', '')))}, thank you.</p></section>"
+            f"{esc(str(given.get('at', '')))}, thank you.</p>"
+            "<details id='feedback-change'><summary>Change your response</summary>"
+            "<p class='muted'>A new response replaces this one; both are kept for the quality "
+            f"team.</p>{forms}</details></section>"
         )
+    heading = "Your response" if view.own_card else "Your response to the card"
+    return (
+        "<section id='feedback' aria-labelledby='h-feedback'>"
+        f"<h2 id='h-feedback'>{heading}</h2>{forms}</section>"
+    )
+
+
+def _feedback_forms(view: AppView, handle: str, csrf: str) -> str:
+    """Accept (only where a risk was shown) and dismiss with a reason."""
     hidden = (
         f"<input type='hidden' name='s' value='{esc(handle)}'>"
         f"<input type='hidden' name='csrf' value='{esc(csrf)}'>"
@@ -269,22 +288,25 @@ def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, An
         f"{esc(r.display)}</label>"
         for r in view.hook_def.card.override_reasons
     )
-    return (
-        "<section id='feedback' aria-labelledby='h-feedback'>"
-        "<h2 id='h-feedback'>Your response to the card</h2><div class='feedback'>"
+    accept = (
         f"<form method='post' action='/smart/feedback'>{hidden}"
         "<input type='hidden' name='outcome' value='accepted'>"
         "<fieldset><legend>Accept</legend><p class='muted'>The risk is plausible and you will "
         "take it into account.</p><label for='c-accept'>Comment (optional)</label>"
         "<textarea id='c-accept' name='comment' maxlength='2000'></textarea></fieldset>"
         "<button class='accept' type='submit'>Accept</button></form>"
+        if view.accept_allowed
+        else "<p class='muted' id='no-accept'>No risk was shown, so there is nothing to "
+        "accept; you can dismiss it with a reason (for example, data wrong or outdated).</p>"
+    )
+    return (
+        f"<div class='feedback'>{accept}"
         f"<form method='post' action='/smart/feedback'>{hidden}"
         "<input type='hidden' name='outcome' value='overridden'>"
         f"<fieldset><legend>Dismiss, with a reason</legend>{reasons}"
         "<label for='c-dismiss'>Comment (optional)</label>"
         "<textarea id='c-dismiss' name='comment' maxlength='2000'></textarea></fieldset>"
-        "<button class='dismiss' type='submit'>Dismiss</button></form>"
-        "</div></section>"
+        "<button class='dismiss' type='submit'>Dismiss</button></form></div>"
     )
 
 

@@ -1,6 +1,8 @@
 """Routes of the SMART app (EHR launch) opened from the risk card's ``smart`` link.
 
-- ``GET /smart/launch?iss&launch``: EHR launch; discovery; redirect to the authorization server.
+- ``GET /smart/launch?iss&launch[&service]``: EHR launch; discovery; redirect to the
+  authorization server. ``service`` names the risk a launch without a card (the EHR's app menu)
+  shows; a card's ``appContext`` names its own.
 - ``GET /smart/callback?code&state``: state check, code exchange, session bound to the token.
 - ``GET /smart/app?s=<launch handle>``: the page (risk, factors, trends, missing inputs, model).
 - ``POST /smart/feedback``: accept or dismiss (with a reason), stored like CDS Hooks feedback
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from datetime import datetime
 from typing import Any
 
@@ -48,15 +51,20 @@ from cds_service.web.smart.flow import (
     new_handle,
     open_token,
     same,
+    seal_context,
     seal_token,
 )
+from cds_service.web.smart.identity import user_pseudonym
+from cds_service.web.smart.launch_audit import LaunchRisk, audit_launch, needs_row, own_card
 from cds_service.web.smart.page import SECURITY_HEADERS, app_page
 from cds_service.web.smart.session import (
     app_url,
     card_problem,
     cookie_path,
     error_response,
+    given_answer,
     launch_card,
+    launch_patient,
     ready_session,
     redirect,
     service_of,
@@ -82,11 +90,32 @@ def _purge_ended(st: ServiceState, now: datetime) -> None:
 
 @router.get("/smart/launch", response_class=HTMLResponse)
 async def smart_launch(
-    st: State, http: WebHttp, now: UtcNow, iss: str | None = None, launch: str | None = None
+    st: State,
+    http: WebHttp,
+    now: UtcNow,
+    iss: str | None = None,
+    launch: str | None = None,
+    service: str | None = None,
 ) -> Response:
     settings = st.settings
     dev = settings.environment is Environment.development
     try:
+        if service is not None and service not in st.registry.services:
+            raise SignInError(
+                400,
+                "The launch URL names a risk service this service does not offer "
+                f"(one of: {', '.join(sorted(st.registry.services))}).",
+                title="Unknown service",
+            )
+        if service is not None and st.registry.services[service].anchor == "encounter":
+            # its moment of prediction hangs on the ED encounter the CDS Hooks call names; the
+            # app would compute a risk the model was not trained for
+            raise SignInError(
+                400,
+                "This service predicts at a moment set by the ED encounter of a CDS Hooks call; "
+                "from the app menu, use its patient-view service.",
+                title="Service not available from the app menu",
+            )
         issuers = st.authenticator.issuers if st.authenticator is not None else None
         iss = check_iss(iss, launch, allowed_fhir_servers(settings, issuers), dev)
         config = await discover(http, iss, dev)
@@ -103,6 +132,7 @@ async def smart_launch(
         "code_verifier": verifier,
         "iss": iss,
         "token_endpoint": config.token_endpoint,
+        "service": service,
     }
     await anyio.to_thread.run_sync(_purge_ended, st, now)
     session_id = await anyio.to_thread.run_sync(
@@ -167,22 +197,24 @@ def _check_answer(data: dict[str, Any], code: str | None, error: str | None) -> 
     return code, verifier
 
 
-def _app_session(handle: str, iss: Any, granted: GrantedLaunch) -> dict[str, Any]:
+def _app_session(
+    st: ServiceState, handle: str, launch: dict[str, Any], granted: GrantedLaunch
+) -> dict[str, Any]:
+    """The ready session; the patient and encounter ids are added sealed (never in clear)."""
     context = granted.app_context or {}
     card = context.get("card")
-    service = context.get("service")
+    service = context.get("service") if context else launch.get("service")
     return {
         "stage": "ready",
         "handle": handle,
-        "iss": iss,
+        "iss": launch["iss"],
         "scope": granted.scope,
-        "patient": granted.patient,
-        "encounter": granted.encounter,
         "card": card if isinstance(card, str) and CARD_ID.fullmatch(card) else None,
         "service": service if isinstance(service, str) and len(service) <= 128 else None,
         "csrf": secrets.token_urlsafe(32),
         "expires_in": granted.expires_in,
         "need_patient_banner": granted.need_patient_banner,
+        "user": user_pseudonym(st.settings.effective_pseudonym_key, granted.user),
         "feedback": None,
     }
 
@@ -208,10 +240,11 @@ async def smart_callback(
         granted = await exchange_code(st.settings, str(data["token_endpoint"]), code, verifier)
     except SignInError as exc:
         return error_response(exc)
-    app_data = _app_session(handle, data["iss"], granted)
+    app_data = _app_session(st, handle, data, granted)
     span = lifetime(granted.expires_in)
     new_id = await anyio.to_thread.run_sync(sessions.create, SESSION_KIND, app_data, span, now)
     app_data["token"] = seal_token(new_id, handle, granted.access_token)
+    app_data["context"] = seal_context(new_id, handle, granted.patient, granted.encounter)
     await anyio.to_thread.run_sync(sessions.update, new_id, app_data)
     response = redirect(app_url(st.settings, handle), 303)
     set_cookie(response, st.settings, handle, new_id, granted.expires_in)
@@ -221,13 +254,16 @@ async def smart_callback(
 async def _view(
     st: ServiceState, http: httpx.AsyncClient, request: Request, s: str | None, now: datetime
 ) -> tuple[AppView, dict[str, Any]]:
-    """What the page shows: the card of the launch and the risk computed from the FHIR server."""
+    """What the page shows: the risk computed from the FHIR server, and the card of the launch
+    (a launch without one gets its own audited row, ``launch_audit``)."""
     session_id, data = await ready_session(st, request, s, now)
     assert s is not None
     token = open_token(session_id, s, str(data.get("token", "")))
     if token is None:
         raise SignInError(401, "Open the app again from the risk card.", title="Session expired")
-    card = await launch_card(st, data)
+    patient = launch_patient(session_id, s, data)
+    started = time.perf_counter()
+    card = await launch_card(st, data, patient[0])
     service_id = service_of(st, data, card)
     hook_def = st.registry.services[service_id]
     model = st.registry.model_for(hook_def)
@@ -239,9 +275,15 @@ async def _view(
         max_resources=settings.fhir_max_resources,
     )
     resources, truncated = await fetch_patient_data(
-        client, str(data["iss"]), token, str(data["patient"]), model.spec, now
+        client, str(data["iss"]), token, patient[0], model.spec, now
     )
     extraction, prediction, band, charts = score(hook_def, model, resources, now)
+    risk = LaunchRisk(hook_def, model, extraction, prediction, band)
+    if needs_row(data, risk):
+        latency_ms = (time.perf_counter() - started) * 1000
+        await audit_launch(st, data, risk, patient, now, latency_ms)
+        await anyio.to_thread.run_sync(session_store(st).update, session_id, data)
+    own = own_card(data)
     view = AppView(
         hook_def=hook_def,
         model=model,
@@ -250,9 +292,10 @@ async def _view(
         prediction=prediction,
         band=band,
         charts=charts,
-        card=card,
-        card_problem=card_problem(data, card, service_id),
+        card=None if own else card,
+        card_problem=None if own else card_problem(data, card, service_id),
         truncated=truncated,
+        own_card=own,
     )
     return view, data
 
@@ -264,6 +307,7 @@ async def smart_app(
     settings = st.settings
     try:
         view, data = await _view(st, http, request, s, now)
+        given = await given_answer(st, data) if view.feedback_allowed else None
     except SignInError as exc:
         response = error_response(exc)
         if exc.status == 401 and s and HANDLE.fullmatch(s):
@@ -274,7 +318,7 @@ async def smart_app(
         view,
         handle=s,
         csrf=str(data["csrf"]),
-        given=data.get("feedback"),
+        given=given,
         banner_requested=data.get("need_patient_banner") is True,
         base_url=settings.public_base_url,
         environment=settings.environment.value,

@@ -19,9 +19,9 @@ from cds_service.security.pseudonym import pseudonym
 from cds_service.state import ServiceState
 from cds_service.web.errors import SignInError
 from cds_service.web.sessions import SessionStore
-from cds_service.web.smart.flow import HANDLE, SESSION_KIND, cookie_name
+from cds_service.web.smart.flow import HANDLE, SESSION_KIND, cookie_name, open_context
 from cds_service.web.smart.page import SECURITY_HEADERS, error_page
-from cds_service.web.smart.view import CardRecord, find_card
+from cds_service.web.smart.view import CardRecord, current_answer, find_card
 
 log = logging.getLogger("cds_service.web.smart")
 T = TypeVar("T")
@@ -82,6 +82,12 @@ def app_url(settings: Settings, handle: str) -> str:
     return f"{settings.public_base_url}/smart/app?s={handle}"
 
 
+SESSION_ENDED = (
+    "This app's access has ended (it lasts as long as the EHR's access token). "
+    "Open the app again from the risk card."
+)
+
+
 async def ready_session(
     st: ServiceState, request: Request, handle: str | None, now: datetime
 ) -> tuple[str, dict[str, Any]]:
@@ -95,21 +101,36 @@ async def ready_session(
     if session_id:
         data = await _within_budget(st, lambda: sessions.get(session_id, SESSION_KIND, now))
     if data is None or session_id is None or data.get("stage") != "ready":
-        raise SignInError(
-            401,
-            "This app's access has ended (it lasts as long as the EHR's access token). "
-            "Open the app again from the risk card.",
-            title="Session expired",
-        )
+        raise SignInError(401, SESSION_ENDED, title="Session expired")
     return session_id, data
 
 
-async def launch_card(st: ServiceState, data: dict[str, Any]) -> CardRecord | None:
+def launch_patient(session_id: str, handle: str, data: dict[str, Any]) -> tuple[str, str | None]:
+    """The launch's (patient id, encounter id), kept sealed in the session (never in clear in
+    SQL); only the holder of the session's cookie can open them."""
+    context = open_context(session_id, handle, str(data.get("context", "")))
+    if context is None:
+        raise SignInError(401, SESSION_ENDED, title="Session expired")
+    return context
+
+
+async def launch_card(st: ServiceState, data: dict[str, Any], patient: str) -> CardRecord | None:
     card_uuid = data.get("card")
     if not card_uuid:
         return None
-    patient = pseudonym(st.settings.effective_pseudonym_key, "Patient", data["patient"])
-    return await _within_budget(st, lambda: find_card(st.writer.engine, card_uuid, patient))
+    key = pseudonym(st.settings.effective_pseudonym_key, "Patient", patient)
+    return await _within_budget(st, lambda: find_card(st.writer.engine, card_uuid, key))
+
+
+async def given_answer(st: ServiceState, data: dict[str, Any]) -> dict[str, Any] | None:
+    """The response the page shows: this launch's, else the user's current one on the card."""
+    given = data.get("feedback")
+    if isinstance(given, dict):
+        return given
+    card_uuid, user = data.get("card"), data.get("user")
+    if not isinstance(card_uuid, str) or not isinstance(user, str):
+        return None  # an unknown user's answers are not "yours"
+    return await _within_budget(st, lambda: current_answer(st.writer.engine, card_uuid, user))
 
 
 def card_problem(data: dict[str, Any], card: CardRecord | None, service_id: str) -> str | None:
@@ -138,6 +159,8 @@ def service_of(st: ServiceState, data: dict[str, Any], card: CardRecord | None) 
         return card.service_id
     raise SignInError(
         400,
-        "This app shows the details of a risk card: open it from the card's link in the EHR.",
+        "The launch names no risk card (no appContext) and no risk service: open the app from "
+        "the card's link, or register its launch URL in the EHR's app menu with "
+        f"?service=<id> (one of: {', '.join(sorted(st.registry.services))}).",
         title="No risk card in context",
     )

@@ -64,6 +64,27 @@ def find_card(engine: Engine, card_uuid: str, patient_pseudonym: str) -> CardRec
     )
 
 
+def current_answer(engine: Engine, card_uuid: str, user: str) -> dict[str, Any] | None:
+    """The user's answer that counts on the card (``is_current`` in v_feedback), as the page
+    shows a response: given in an earlier launch from the same card, it is still theirs."""
+    query = sa.text(
+        "SELECT outcome, override_reason_display, outcome_timestamp FROM v_feedback "
+        "WHERE card_uuid = :card AND user_pseudonym = :user AND is_current"
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query, {"card": card_uuid, "user": user}).first()
+    if row is None:
+        return None
+    at = row.outcome_timestamp
+    if isinstance(at, str):  # SQLite through a view may hand back text
+        at = datetime.fromisoformat(at)
+    return {
+        "outcome": row.outcome,
+        "reason": row.override_reason_display,
+        "at": f"{at:%d %b %Y %H:%M} UTC",
+    }
+
+
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -141,11 +162,20 @@ class AppView:
     card: CardRecord | None
     card_problem: str | None
     truncated: bool
+    own_card: bool = False  # launched without a card: the page's risk is its own audited row
     notes: list[str] = field(default_factory=list)
 
     @property
     def feedback_allowed(self) -> bool:
         return self.card_problem is None
+
+    @property
+    def accept_allowed(self) -> bool:
+        """Nothing to accept where no risk was shown: the card's (when the app was opened from
+        one and it is known), else the one computed now."""
+        if self.card is not None and not self.own_card:
+            return self.card.risk is not None
+        return self.prediction is not None
 
 
 def score(

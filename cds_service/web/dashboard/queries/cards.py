@@ -197,7 +197,7 @@ class Feedback:
 
 def feedback(conn: Connection, f: Filters) -> Feedback:
     v = V_FEEDBACK
-    conds = card_filters(v, f)
+    conds = [*card_filters(v, f), v.c.is_current]  # one answer per card and user counts
     out = Feedback()
     accepted, overridden = v.c.outcome == "accepted", v.c.outcome == "overridden"
     day = day_expression(conn, v.c.requested_at)
