@@ -29,12 +29,14 @@ ISSUE_CODES = {
 
 
 class ServiceError(Exception):
-    """An answer other than 200, with a message safe to show the caller (no patient data)."""
+    """An answer other than 200, with a message safe to show the caller (no patient data);
+    ``log_detail`` goes to the service's log only (what an integrator needs to fix the call)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, log_detail: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.log_detail = log_detail
 
 
 def outcome(status: int, message: str) -> dict[str, Any]:
@@ -62,11 +64,34 @@ def error_response(status: int, message: str) -> Response:
     return json_response(outcome(status, message), status)
 
 
-async def _service_error(_request: Request, exc: Exception) -> Response:
+# RFC 6750 section 3.1: the OAuth error code of a refused bearer token, in the challenge and
+# in the log line of the refusal.
+INVALID_TOKEN = "invalid_token"  # noqa: S105 (an error code, not a secret)
+
+
+def route_of(request: Request) -> str:
+    """The route template (``/cds-services/{service_id}``) when known: never a query string."""
+    route = request.scope.get("route")
+    path = getattr(route, "path_format", None) or request.url.path
+    return f"{request.method} {str(path)[:200]}"
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     response = error_response(exc.status, exc.message)
+    code = None
     if exc.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        code = INVALID_TOKEN
+        response.headers["WWW-Authenticate"] = f'Bearer error="{code}"'
+    # Every refusal names its reason in the log (the message carries no patient data).
+    reason = exc.message + (f" ({code})" if code else "")
+    if exc.log_detail:
+        reason += f"; {exc.log_detail}"
+    service = request.path_params.get("service_id")
+    extra: dict[str, Any] = {"status": exc.status}
+    if isinstance(service, str):
+        extra["service_id"] = service[:128]
+    log.info("refused %d %s: %s", exc.status, route_of(request), reason, extra=extra)
     return response
 
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import httpx
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from cds_service.cds_hooks import routes as cds_routes
-from cds_service.config import Settings
+from cds_service.config import Environment, Settings
+from cds_service.cors import LoggedCors
 from cds_service.errors import install_error_handlers
 from cds_service.lifespan import make_lifespan
 from cds_service.serving import routes as serving_routes
@@ -29,15 +29,11 @@ def _now() -> datetime:
 
 
 def _allow_cors(app: FastAPI, settings: Settings) -> None:
-    """The CDS Hooks sandbox (and other browser clients) call from another origin."""
-    if settings.cors_origin_list:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origin_list,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
-            max_age=600,
-        )
+    """The CDS Hooks sandbox (and other browser clients) call from another origin. Installed
+    even with no origin allowed, so that a refused preflight says why in the log; a public page
+    may call a loopback service (Private Network Access) only in development."""
+    dev = settings.environment is Environment.development
+    app.add_middleware(LoggedCors, origins=settings.cors_origin_list, private_network=dev)
 
 
 def create_app(
