@@ -61,4 +61,8 @@ def create_app(
         serving_routes.router,
     ):
         app.include_router(router)
+    if settings.environment is Environment.development:
+        from cds_service.web import tryit  # the try-it page and its local EHR: never elsewhere
+
+        app.include_router(tryit.router)
     return app
