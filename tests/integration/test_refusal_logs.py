@@ -83,9 +83,7 @@ def _body(**kw: Any) -> dict[str, Any]:
 def refusal_line(caplog: pytest.LogCaptureFixture, status: int) -> str:
     """The one refusal line for this status, checked for patient data."""
     lines = [
-        r.getMessage()
-        for r in caplog.records
-        if r.getMessage().startswith(f"refused {status} ")
+        r.getMessage() for r in caplog.records if r.getMessage().startswith(f"refused {status} ")
     ]
     assert len(lines) == 1, [r.getMessage() for r in caplog.records]
     line = lines[0]
