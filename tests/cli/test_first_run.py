@@ -161,3 +161,20 @@ def test_console_logs_in_development_and_json_elsewhere(monkeypatch: pytest.Monk
     line = stream.getvalue().strip()
     assert "INFO" in line and "refused 401 GET /cds-services: token expired" in line
     assert line.endswith("[status=401]") and not line.startswith("{")
+
+
+@pytest.mark.parametrize("environment", ["acceptance", "production"])
+def test_the_documented_sandbox_caller_is_refused_outside_development(environment: str) -> None:
+    from cds_service.lifespan import refuse_development_callers
+    from cds_service.security.trusted_callers import TrustedCallersError, load_trusted_callers
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "trusted-callers.json"
+    issuers = load_trusted_callers(example)
+    refuse_development_callers(Settings(), issuers)  # development: fine
+    settings = Settings(
+        environment=environment, pseudonym_key="a-secret-of-more-than-16", trusted_issuers=example
+    )
+    with pytest.raises(TrustedCallersError, match="development only"):
+        refuse_development_callers(settings, issuers)
+    hospital = {k: v for k, v in issuers.items() if "sandbox" not in k}
+    refuse_development_callers(settings, hospital)
