@@ -1,6 +1,8 @@
 """The README's first command, as written, from a fresh copy of the checkout (its tracked files,
 no data/): it serves, sets up the local development caller and prints the way once; the README's
-card command then shows a card for every service, and the try-it page answers.
+card command then shows a card for every service, and the try-it page answers. Then every command
+block of the README and the guides marked ``<!-- ci: run -->`` runs against that server (with
+its port for ``127.0.0.1:8000``), and its output holds what the marker expects.
 
 The install half of the command (``python3 -m pip install -e .``) is what ``.ci/run`` does
 before the tests; here the copy goes first on ``PYTHONPATH`` and ``cds-service`` is its
@@ -10,6 +12,7 @@ before the tests; here the copy goes first on ``PYTHONPATH`` and ``cds-service``
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -23,8 +26,11 @@ import pytest
 
 from tests.utils.server import free_port
 
+pytestmark = pytest.mark.slow  # a server from a copy of the checkout and a CLI per command
+
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = "python3 -m pip install -e ."
+MARKER = re.compile(r'<!-- ci: run(?:, expect "(?P<expect>[^"]+)")? -->')
 
 
 def readme_command(marker: str) -> str:
@@ -129,3 +135,59 @@ def test_the_try_it_page_answers(served: tuple[Path, str, dict[str, str]]) -> No
     page = httpx.get(f"{url}/tryit", timeout=10)
     assert page.status_code == 200
     assert "Send signed call" in page.text
+
+
+def marked_blocks() -> list[tuple[str, str, str | None]]:
+    """(where, the block's commands, the text its output must hold) for every marked block."""
+    found = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        lines = doc.read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines):
+            match = MARKER.fullmatch(line.strip())
+            if match is None:
+                continue
+            block = []
+            for following in lines[i + 1 :]:
+                if not following.startswith("    "):
+                    break
+                block.append(following[4:])
+            assert block, f"{doc.name}:{i + 1}: marker without an indented block"
+            found.append((f"{doc.name}:{i + 1}", "\n".join(block), match["expect"]))
+    return found
+
+
+BLOCKS = marked_blocks()
+
+
+def test_the_guides_mark_their_commands() -> None:
+    where = {w.split(":")[0] for w, _, _ in BLOCKS}
+    assert {"README.md", "integration.md", "security.md", "try-it-locally.md"} <= where
+
+
+@pytest.mark.parametrize(("where", "commands", "expect"), BLOCKS, ids=[b[0] for b in BLOCKS])
+def test_a_documented_command_runs_as_written(
+    served: tuple[Path, str, dict[str, str]], where: str, commands: str, expect: str | None
+) -> None:
+    clone, url, env = served
+    shim = clone / "bin" / "cds-service"
+    shim.parent.mkdir(exist_ok=True)
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cds_service.cli "$@"\n')
+    shim.chmod(0o755)
+    env = {k: v for k, v in env.items() if k != "CDS_PORT"}
+    env["PATH"] = f"{shim.parent}{os.pathsep}{env.get('PATH', '')}"
+    script = commands.replace("http://127.0.0.1:8000", url)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"{where}: {result.stdout}{result.stderr}"
+    if expect is not None:
+        assert expect in result.stdout, f"{where}: {result.stdout}{result.stderr}"
+    if where.startswith("try-it-locally.md"):
+        callers = (clone / "data" / "trusted-callers.json").read_text()
+        assert "urn:cds-risk:local-ehr" in callers and "https://sandbox.cds-hooks.org" in callers
