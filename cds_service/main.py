@@ -8,7 +8,10 @@ the lifespan (``cds_service.lifespan``); routes take it through ``cds_service.de
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -23,6 +26,8 @@ from cds_service.state import Clock
 from cds_service.web.dashboard import routes as dashboard_routes
 from cds_service.web.smart import routes as smart_routes
 
+TRYIT_FHIR_PATH = "/tryit/ehr/fhir/"
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -34,6 +39,19 @@ def _allow_cors(app: FastAPI, settings: Settings) -> None:
     may call a loopback service (Private Network Access) only in development."""
     dev = settings.environment is Environment.development
     app.add_middleware(LoggedCors, origins=settings.cors_origin_list, private_network=dev)
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    """The try-it page's local FHIR server names (synthetic) patients in its paths, as FHIR
+    reads do: no server span for it, so traces never hold a patient id from a path."""
+    return str(scope.get("path", "")).startswith(TRYIT_FHIR_PATH)
+
+
+def _telemetry_options() -> dict[str, Any]:
+    """FastAPI's own server spans (FastAPI releases that have them), minus the paths above."""
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"exclude": _untraced}}
+    return {}
 
 
 def create_app(
@@ -51,6 +69,7 @@ def create_app(
         version="0.1.0",
         description="CDS Hooks 2.0 services that return calibrated risk cards.",
         lifespan=make_lifespan(settings, clock, transport, jwks_transport),
+        **_telemetry_options(),
     )
     _allow_cors(app, settings)
     install_error_handlers(app)
