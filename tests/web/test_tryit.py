@@ -28,7 +28,7 @@ from cds_service.web.tryit.patients import patients_for
 from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.utils.screenshots import screenshot_dir
 from tests.utils.server import ServerThread, free_port
-from tests.utils.service import Database, make_settings, new_database
+from tests.utils.service import BACKENDS, Database, make_settings, new_database
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = sorted(load_registry(REPO / "hooks", REPO / "models").services.values(), key=str)
@@ -40,16 +40,19 @@ class Running:
     db: Database
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    tmp = tmp_path_factory.mktemp("tryit")
+@pytest.fixture(scope="module", params=BACKENDS)
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """Launches, codes and tokens of the local EHR and the feedback live in the database."""
+    tmp = tmp_path_factory.mktemp(f"tryit-{request.param}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CDS_DATA_DIR", str(tmp / "data"))
         key = generate_key("ES384")
         save_private_key(key, local_key_path())
         callers = [{"iss": LOCAL_ISSUER, "jwks": public_jwks(key), "fhir_servers": []}]
         (tmp / "callers.json").write_text(json.dumps(callers))
-        db = new_database("sqlite", tmp)
+        db = new_database(request.param, tmp)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         settings = make_settings(
