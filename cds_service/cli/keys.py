@@ -187,6 +187,11 @@ def _call_one(
     if r.status_code != 200:
         typer.echo(f"  {r.text}")
         return False
-    for card in r.json().get("cards", []):
+    try:
+        cards = r.json()["cards"]
+    except (ValueError, KeyError, TypeError):
+        typer.echo("  not a CDS Hooks response (no 'cards')")
+        return False
+    for card in cards:
         typer.echo(f"  [{card.get('indicator')}] {card.get('summary')}")
     return True
