@@ -7,8 +7,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fhir.resources.R4B.operationoutcome import OperationOutcome, OperationOutcomeIssue
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -70,9 +76,10 @@ INVALID_TOKEN = "invalid_token"  # noqa: S105 (an error code, not a secret)
 
 
 def route_of(request: Request) -> str:
-    """The route template (``/cds-services/{service_id}``) when known: never a query string."""
+    """The route template (``/cds-services/{service_id}``): never the path as sent (it may name
+    anything) nor a query string."""
     route = request.scope.get("route")
-    path = getattr(route, "path_format", None) or request.url.path
+    path = getattr(route, "path_format", None) or "(no matching route)"
     return f"{request.method} {str(path)[:200]}"
 
 
@@ -95,6 +102,30 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, method not allowed): logged like the others,
+    answered as FastAPI answers them."""
+    assert isinstance(exc, StarletteHTTPException)
+    log.info(
+        "refused %d %s: %s",
+        exc.status_code,
+        route_of(request),
+        str(exc.detail)[:200],
+        extra={"status": exc.status_code},
+    )
+    return await http_exception_handler(request, exc)
+
+
+async def _invalid_parameters(request: Request, exc: Exception) -> Response:
+    """A parameter that failed FastAPI's validation: the log names where, never the value."""
+    assert isinstance(exc, RequestValidationError)
+    where = sorted({".".join(str(p) for p in e.get("loc", ())) for e in exc.errors()})[:5]
+    log.info(
+        "refused 422 %s: invalid %s", route_of(request), ", ".join(where), extra={"status": 422}
+    )
+    return await request_validation_exception_handler(request, exc)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> Response:
     """A 500 names no detail: the exception text may hold request data."""
     log.error("unhandled error: %s", type(exc).__name__)
@@ -103,6 +134,8 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
 
 HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
     ServiceError: _service_error,
+    StarletteHTTPException: _http_error,
+    RequestValidationError: _invalid_parameters,
     Exception: _unexpected,
 }
 

@@ -210,3 +210,10 @@ def test_smart_403_logs_the_oauth_error_the_ehr_sent(
     r = _launch(service, ehr, "no-such-launch")
     assert r.status_code == 403, r.text
     assert "(invalid_request)" in smart_line(logs, 403)
+
+
+def test_no_such_route_and_method_are_logged_without_the_path(service: Running, logs: Any) -> None:
+    assert service.client.get(f"/Patient/{PID}").status_code == 404
+    assert refusal_line(logs, 404) == "refused 404 GET (no matching route): Not Found"
+    assert service.client.put(PATH).status_code == 405
+    assert "refused 405 PUT" in refusal_line(logs, 405)
