@@ -58,7 +58,10 @@ async def new_launch(st: State, body: JsonBody, now: UtcNow) -> Response:
     if not isinstance(body, dict) or not isinstance(body.get("at"), str):
         raise ServiceError(400, "body must name 'patient' and 'at'")
     patient = _patient(body.get("patient"))
-    at = datetime.fromisoformat(body["at"])
+    try:
+        at = datetime.fromisoformat(body["at"])
+    except ValueError:
+        raise ServiceError(400, "'at' is not an ISO 8601 time") from None
     context = body.get("appContext")
     data = {
         "patient": patient.key,
