@@ -156,9 +156,12 @@ def test_console_logs_in_development_and_json_elsewhere(monkeypatch: pytest.Monk
         logging.getLogger("cds_service").info(
             "refused 401 GET /cds-services: token expired", extra={"status": 401}
         )
+        logging.getLogger("cds_service").info("fetch Observation?patient=syn-ed-1\nsecond line")
     finally:
         logging.getLogger().removeHandler(handler)
-    line = stream.getvalue().strip()
+    line, scrubbed = stream.getvalue().strip().splitlines()
+    assert "syn-ed-1" not in scrubbed and "[redacted]" in scrubbed  # the same scrubber
+    assert scrubbed.endswith("second line")  # one record, one line
     assert "INFO" in line and "refused 401 GET /cds-services: token expired" in line
     assert line.endswith("[status=401]") and not line.startswith("{")
 
