@@ -56,7 +56,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     CDS_MODELS_DIR=/opt/cds/models \
     CDS_HOOKS_DIR=/opt/cds/hooks \
     CDS_DATA_DIR=/var/lib/cds \
-    CDS_SPOOL_DIR=/var/spool/cds
+    CDS_SPOOL_DIR=/var/spool/cds \
+    CDS_LOG_FORMAT=json
 
 # The only writable paths: /var/spool/cds (the audit spool: mount a volume), /var/lib/cds (the
 # SQLite quick start only) and /tmp. The root filesystem can be read-only.

@@ -53,9 +53,13 @@ def synth(
 
 @app.command()
 def simulate(
-    url: Annotated[str, typer.Option(help="Base URL of the running service.")] = (
-        "http://127.0.0.1:8000"
-    ),
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="The service's public base URL (default: CDS_PUBLIC_BASE_URL, else where the "
+            "last `cds-service serve` said it serves), as for `demo-call`."
+        ),
+    ] = None,
     days: Annotated[int, typer.Option(help="Simulated days.")] = 28,
     shift: Annotated[str, typer.Option(help="none | lactate-unit | population")] = "none",
     shift_day: Annotated[int, typer.Option(help="Inject the shift from this day on.")] = 14,
@@ -68,11 +72,13 @@ def simulate(
     from cds_devtools.simulate import run_simulation
     from cds_service.audit.spool import Spool
     from cds_service.audit.writer import AuditWriter
+    from cds_service.cli.first_run import service_url
     from cds_service.config import Settings
     from cds_service.security.local_issuer import load_private_key
     from cds_service.security.local_issuer import sign as sign_token
 
     settings = Settings()
+    base = service_url(url)  # where the calls go and the audience they are signed for
     signer = None
     if sign:
         if not local_key_path().is_file():
@@ -85,8 +91,8 @@ def simulate(
 
     eng = engine()
     report = run_simulation(
-        base_url=url,
-        public_base_url=settings.public_base_url,
+        base_url=base,
+        public_base_url=base,
         engine=eng,
         writer=AuditWriter(eng, Spool(settings.spool_dir)),
         models_dir=models_dir(),

@@ -15,7 +15,7 @@ def app() -> FastAPI:
     from cds_service.observability.logs import configure_logging
     from cds_service.observability.traces import configure_tracing
 
-    configure_logging(os.environ.get("CDS_LOG_LEVEL", "INFO"))
     settings = Settings()
+    configure_logging(os.environ.get("CDS_LOG_LEVEL", "INFO"), fmt=settings.effective_log_format)
     configure_tracing(environment=settings.environment.value)
     return create_app(settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     # Who the deployment trail names for changes the service records itself (default: the
     # process user), e.g. a change of site terminology.
     operator: str | None = None
+    # Log lines: "console" (one readable line) or "json" (for log collectors); by default
+    # console in development and JSON elsewhere.
+    log_format: Literal["console", "json"] | None = None
 
     @field_validator("site_terminology_dir", mode="before")
     @classmethod
@@ -127,6 +131,12 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def effective_log_format(self) -> str:
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if self.environment is Environment.development else "json"
 
     @property
     def effective_pseudonym_key(self) -> bytes:

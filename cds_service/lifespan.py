@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 import anyio
@@ -30,7 +30,7 @@ from cds_service.db.health import DatabaseHealth
 from cds_service.security.jwks import JwksCache
 from cds_service.security.jwt_auth import Authenticator
 from cds_service.security.replay import ReplayStore
-from cds_service.security.trusted_callers import load_trusted_callers
+from cds_service.security.trusted_callers import TrustedCallersError, load_trusted_callers
 from cds_service.serving.registry import Registry, load_registry
 from cds_service.state import Clock, ServiceState
 from cds_service.web.sessions import SessionStore
@@ -53,6 +53,23 @@ def warm_up_units(registry: Registry) -> None:
     DEFAULT_CONVERTER.warm_up(pairs)
 
 
+# Callers whose private key is public: whoever reads the sandbox's source can sign as it.
+DEVELOPMENT_ONLY_ISSUERS = ("https://sandbox.cds-hooks.org",)
+
+
+def refuse_development_callers(settings: Settings, issuers: Mapping[str, object]) -> None:
+    """Outside development a trusted caller must be one only its owner can sign as."""
+    if settings.environment.value == "development":
+        return
+    for iss in DEVELOPMENT_ONLY_ISSUERS:
+        if iss in issuers:
+            raise TrustedCallersError(
+                f"trusted caller {iss} is for development only (its private key is published "
+                f"with its source, so anyone can sign as it): remove it in "
+                f"{settings.environment.value}"
+            )
+
+
 def build_authenticator(
     settings: Settings,
     engine: Engine,
@@ -66,6 +83,7 @@ def build_authenticator(
     path = settings.trusted_issuers_path
     if path.is_file():
         issuers = load_trusted_callers(path)
+        refuse_development_callers(settings, issuers)
     else:
         log.warning("no trusted-callers file: every call gets 401 (run `cds-service keys init`)")
         issuers = {}

@@ -8,14 +8,17 @@ the lifespan (``cds_service.lifespan``); routes take it through ``cds_service.de
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from cds_service.cds_hooks import routes as cds_routes
-from cds_service.config import Settings
+from cds_service.config import Environment, Settings
+from cds_service.cors import LoggedCors
 from cds_service.errors import install_error_handlers
 from cds_service.lifespan import make_lifespan
 from cds_service.serving import routes as serving_routes
@@ -23,21 +26,32 @@ from cds_service.state import Clock
 from cds_service.web.dashboard import routes as dashboard_routes
 from cds_service.web.smart import routes as smart_routes
 
+TRYIT_FHIR_PATH = "/tryit/ehr/fhir/"
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 def _allow_cors(app: FastAPI, settings: Settings) -> None:
-    """The CDS Hooks sandbox (and other browser clients) call from another origin."""
-    if settings.cors_origin_list:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origin_list,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
-            max_age=600,
-        )
+    """The CDS Hooks sandbox (and other browser clients) call from another origin. Installed
+    even with no origin allowed, so that a refused preflight says why in the log; a public page
+    may call a loopback service (Private Network Access) only in development."""
+    dev = settings.environment is Environment.development
+    app.add_middleware(LoggedCors, origins=settings.cors_origin_list, private_network=dev)
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    """The try-it page's local FHIR server names (synthetic) patients in its paths, as FHIR
+    reads do: no server span for it, so traces never hold a patient id from a path."""
+    return str(scope.get("path", "")).startswith(TRYIT_FHIR_PATH)
+
+
+def _telemetry_options() -> dict[str, Any]:
+    """FastAPI's own server spans (FastAPI releases that have them), minus the paths above."""
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"exclude": _untraced}}
+    return {}
 
 
 def create_app(
@@ -55,6 +69,7 @@ def create_app(
         version="0.1.0",
         description="CDS Hooks 2.0 services that return calibrated risk cards.",
         lifespan=make_lifespan(settings, clock, transport, jwks_transport),
+        **_telemetry_options(),
     )
     _allow_cors(app, settings)
     install_error_handlers(app)
@@ -65,4 +80,8 @@ def create_app(
         serving_routes.router,
     ):
         app.include_router(router)
+    if settings.environment is Environment.development:
+        from cds_service.web import tryit  # the try-it page and its local EHR: never elsewhere
+
+        app.include_router(tryit.router)
     return app

@@ -52,14 +52,13 @@ class ServiceState:
         self.web_http = web_http
 
     async def caller(self, request: Request, *paths: str) -> Caller | None:
-        """Verify the JWT for this endpoint (audience = the exact URL called)."""
+        """Verify the JWT for this endpoint (audience = the exact URL called, with or without
+        one trailing slash: the same endpoint, so the check is no weaker)."""
         if self.authenticator is None:
             return None
         base = self.settings.public_base_url
+        audiences = tuple(a for p in paths for a in (base + p, base + p + "/"))
         try:
-            return await self.authenticator.verify(
-                request.headers.get("authorization"), tuple(base + p for p in paths)
-            )
-        except AuthError as exc:
-            log.info("rejected call: %s", exc)
-            raise ServiceError(401, str(exc)) from None
+            return await self.authenticator.verify(request.headers.get("authorization"), audiences)
+        except AuthError as exc:  # logged with its reason by the error handler
+            raise ServiceError(401, str(exc), log_detail=exc.detail) from None

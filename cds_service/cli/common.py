@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cds_service.cli.exit_codes import ExitCode
-from cds_service.paths import data_dir
+
+__all__ = [
+    "SiteDir",
+    "engine",
+    "fail",
+    "hook_definitions",
+    "load_site",
+    "local_issuer",
+    "local_issuer_path",
+    "local_key_path",
+]
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -56,19 +66,22 @@ def engine() -> Engine:
 
 
 def local_key_path() -> Path:
-    return data_dir() / "keys" / "local-signing-key.json"
+    from cds_service.security import local_issuer as local  # joserfc only when signing
+
+    return local.local_key_path()
 
 
 def local_issuer_path() -> Path:
-    return data_dir() / "keys" / "local-issuer.txt"
+    from cds_service.security import local_issuer as local
+
+    return local.local_issuer_path()
 
 
 def local_issuer() -> str:
     """The issuer `keys init` registered the local key under (default: the built-in one)."""
-    from cds_service.security.local_issuer import LOCAL_ISSUER
+    from cds_service.security import local_issuer as local
 
-    path = local_issuer_path()
-    return path.read_text(encoding="utf-8").strip() if path.is_file() else LOCAL_ISSUER
+    return local.configured_local_issuer()
 
 
 def hook_definitions() -> dict[str, HookDefinition]:

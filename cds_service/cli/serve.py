@@ -11,19 +11,26 @@ from cds_service.cli.exit_codes import ExitCode
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to bind.", envvar="CDS_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", envvar="CDS_PORT")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve the CDS Hooks services (settings from CDS_* environment variables)."""
+    """Serve the CDS Hooks services (settings from CDS_* environment variables).
+
+    The public URL (JWT audience, links in cards) follows --host/--port unless
+    CDS_PUBLIC_BASE_URL is set. In development, a first start without trusted callers sets up a
+    local development caller (as `keys init` does) and prints where to go next.
+    """
     import uvicorn
     from pydantic import ValidationError
 
+    from cds_service.cli.first_run import prepare
     from cds_service.config import Settings
 
     try:
         Settings()
+        prepare(host, port)
     except ValidationError as exc:
         first = exc.errors(include_input=False)[0]
         raise fail(f"invalid settings: {first['msg']}", ExitCode.BAD_INPUT) from exc

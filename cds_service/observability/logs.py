@@ -1,4 +1,4 @@
-"""Structured JSON logs without patient data.
+"""Structured JSON logs without patient data (human-readable lines in development).
 
 First line of defence: the code logs no identifiers, names, birth dates, raw resources or tokens.
 Second line: every record passes a scrubber with a pinned, tested pattern list before it is written,
@@ -66,6 +66,18 @@ class ScrubFilter(logging.Filter):
         return True
 
 
+EXTRA_FIELDS = (
+    "service_id",
+    "hook",
+    "model",
+    "model_version",
+    "status",
+    "card_kind",
+    "latency_ms",
+    "hook_instance",
+)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -74,16 +86,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in (
-            "service_id",
-            "hook",
-            "model",
-            "model_version",
-            "status",
-            "card_kind",
-            "latency_ms",
-            "hook_instance",
-        ):
+        for key in EXTRA_FIELDS:
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_text:
@@ -91,10 +94,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> logging.Handler:
-    """Install one JSON handler with the scrubber on the root logger (idempotent per stream)."""
+class ConsoleFormatter(logging.Formatter):
+    """One line a person reads in a terminal: time, level, message, then the same fields the
+    JSON line carries as ``key=value`` (development; log collectors get JSON)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
+        fields = " ".join(
+            f"{key}={getattr(record, key)}" for key in EXTRA_FIELDS if hasattr(record, key)
+        )
+        line = f"{when} {record.levelname:<7} {record.getMessage()}"
+        line = line.replace("\n", " ").replace("\r", " ")  # one record, one line
+        if fields:
+            line += f"  [{fields}]"
+        if record.exc_text:
+            line += f"  error={record.exc_text}"
+        return line
+
+
+FORMATTERS: dict[str, type[logging.Formatter]] = {
+    "json": JsonFormatter,
+    "console": ConsoleFormatter,
+}
+
+
+def configure_logging(
+    level: str = "INFO", stream: IO[str] | None = None, fmt: str = "json"
+) -> logging.Handler:
+    """Install one handler (``fmt``: json or console) with the scrubber on the root logger
+    (idempotent per stream)."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(FORMATTERS[fmt]())
     handler.addFilter(ScrubFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):

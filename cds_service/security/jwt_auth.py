@@ -28,7 +28,12 @@ ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
 
 
 class AuthError(Exception):
-    """HTTP 401 with this short reason."""
+    """HTTP 401 with this short reason; ``detail`` is for the service's log only (what an
+    integrator needs to fix it, e.g. the expected audience), never patient data."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +129,11 @@ class Authenticator:
         try:
             registry.validate(claims)
         except JoseError as exc:
-            raise AuthError(_claim_message(exc)) from None
+            detail = None
+            if getattr(exc, "claim", None) == "aud":
+                got = str(claims.get("aud"))[:200]
+                detail = f"expected audience {audiences[0]}, the token's aud is {got}"
+            raise AuthError(_claim_message(exc), detail=detail) from None
         if int(claims["exp"]) - int(claims["iat"]) > self._max_lifetime:
             raise AuthError("token lifetime exceeds the maximum")
         if issuer.tenant is not None and claims.get("tenant") != issuer.tenant:

@@ -16,7 +16,24 @@ from typing import Any
 from joserfc import jwk, jwt
 from joserfc.jwk import KeyParameters
 
+from cds_service.paths import data_dir
+
 LOCAL_ISSUER = "urn:cds-risk:local-ehr"
+
+
+def local_key_path() -> Path:
+    """The quick start's private key (``keys init``, or a first ``serve`` in development)."""
+    return data_dir() / "keys" / "local-signing-key.json"
+
+
+def local_issuer_path() -> Path:
+    return data_dir() / "keys" / "local-issuer.txt"
+
+
+def configured_local_issuer() -> str:
+    """The issuer the local key was registered under (default: the built-in one)."""
+    path = local_issuer_path()
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else LOCAL_ISSUER
 
 
 def generate_key(alg: str = "ES384", kid: str | None = None) -> jwk.Key:

@@ -167,3 +167,34 @@ def test_without_configured_origins_there_are_no_cors_headers(
         assert "access-control-allow-origin" not in r.headers
         r = client.get("/cds-services", headers={"Origin": SANDBOX})
         assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+
+
+def test_a_refused_preflight_says_why_in_the_log(
+    browser: Browserish, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    r = preflight(browser.client, "/cds-services", EVIL, "GET", "authorization, x-debug")
+    assert r.status_code == 400
+    (line,) = [r.getMessage() for r in caplog.records if "CORS preflight refused" in r.getMessage()]
+    assert f"origin {EVIL} is not in CDS_CORS_ORIGINS" in line
+    assert SANDBOX in line  # the allowed origins, to compare with
+    assert "header(s) x-debug not allowed" in line
+
+
+def test_the_browser_may_read_why_a_call_was_refused(browser: Browserish) -> None:
+    r = browser.client.get("/cds-services", headers={"Origin": SANDBOX})
+    assert r.status_code == 401
+    assert "www-authenticate" in _listed(r.headers["access-control-expose-headers"])
+
+
+def test_without_configured_origins_a_preflight_is_refused_with_a_log_line(
+    tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    with _serve(tmp_path_factory.mktemp("no-cors-log")) as client:
+        r = preflight(client, "/cds-services", SANDBOX, "GET", "authorization")
+    assert r.status_code == 400
+    assert any(
+        f"origin {SANDBOX} is not in CDS_CORS_ORIGINS (allowed: none)" in r.getMessage()
+        for r in caplog.records
+    )

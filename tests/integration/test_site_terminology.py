@@ -157,6 +157,7 @@ def test_serve_does_not_start_with_a_refused_folder(tmp_path: Path) -> None:
         CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
         CDS_SPOOL_DIR=str(tmp_path / "spool"),
         CDS_SITE_TERMINOLOGY_DIR=str(folder),
+        CDS_DATA_DIR=str(tmp_path / "data"),  # a first start writes its local caller there
     )
     cmd = [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(free_port())]
     result = subprocess.run(

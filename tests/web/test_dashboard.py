@@ -34,22 +34,12 @@ from cds_service.monitoring import run_monitoring
 from cds_service.security.local_issuer import generate_key, public_jwks, sign
 from cds_service.serving.registry import load_registry
 from cds_service.web.dashboard import queries
+from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.utils.screenshots import screenshot_dir
 from tests.utils.server import ServerThread, free_port
 from tests.utils.service import BACKENDS, Database, make_settings, new_database
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SERVICE = "ed-admission-risk"
 # The service answers with the one-hour model, and with the arrival model while triage vitals
 # are not recorded yet: the dashboard shows one model at a time, the primary one by default.

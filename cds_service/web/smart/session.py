@@ -28,7 +28,14 @@ T = TypeVar("T")
 
 
 def error_response(exc: SignInError) -> HTMLResponse:
-    log.info("smart app: %s", exc.title, extra={"status": exc.status})
+    # The reason (with an OAuth error code where the EHR sent one), never an identifier.
+    log.info(
+        "smart app refused %d: %s: %s",
+        exc.status,
+        exc.title,
+        exc.message,
+        extra={"status": exc.status},
+    )
     return HTMLResponse(
         error_page(exc.title, exc.message), status_code=exc.status, headers=SECURITY_HEADERS
     )
