@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +84,19 @@ class Settings(BaseSettings):
     # Who the deployment trail names for changes the service records itself (default: the
     # process user), e.g. a change of site terminology.
     operator: str | None = None
+    # The language of card texts (hooks/*.toml [card.<language>], card_phrases.toml) and the time
+    # zone card times are shown in: docs/hook-definitions.md.
+    language: Literal["en", "nl"] = "en"
+    display_timezone: str = "Europe/Amsterdam"
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"CDS_DISPLAY_TIMEZONE {value!r} is not an IANA time zone") from None
+        return value
 
     @field_validator("site_terminology_dir", mode="before")
     @classmethod
