@@ -88,7 +88,7 @@ def unit_text(unit: str | None, language: str, value: float | None = None) -> st
         if word == "days" and value is not None and abs(value) == 1:
             word = "day"
         return " " + phrase(language, word)
-    return " " + _UNITS.get(unit, unit)
+    return "%" if unit == "%" else " " + _UNITS.get(unit, unit)
 
 
 def missing_reason_text(reason: str | None, language: str, zone: str = DEFAULT_ZONE) -> str:

@@ -58,7 +58,10 @@ def test_risk_card_shows_risk_factors_and_version_without_empty_fields() -> None
     card, _band = _risk_card(0.62)
     wire = card.wire()
     assert "62%" in wire["summary"] and len(wire["summary"]) < 140
-    assert "| Lactate |" in wire["detail"] and "raises risk (+0.90)" in wire["detail"]
+    # 0.9 calibrated log-odds at 62%: without it the estimate would be 39.9%, 22.1 points lower
+    assert "| Lactate |" in wire["detail"]
+    assert "raises it by 22.1 percentage points" in wire["detail"]
+    assert "lowers it by 4.6 percentage points" in wire["detail"]  # heart rate, -0.2
     assert "ed-admission 1.0.0" in wire["detail"] and "environment" not in wire["detail"]
     assert wire["source"] == {
         "label": HOOK.card.source_label,

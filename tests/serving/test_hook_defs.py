@@ -84,6 +84,7 @@ def test_elapsed_needs_an_anchor() -> None:
         (ROOT / "hooks" / "ed-admission-risk-patient-view.toml").read_text(encoding="utf-8")
     )
     doc["card"]["moment"] = "at {time}"
+    doc["card"]["nl"]["moment"] = "om {time}"
     assert _parse(doc).card.moment == "at {time}"
     doc["card"]["moment"] = "{elapsed} after arrival"
     with pytest.raises(HookDefinitionError, match=r"allowed here: \['time'\]"):

@@ -26,6 +26,7 @@ from cds_devtools.simulate import SimulationReport, run_simulation
 from cds_devtools.synth import BASE_TIME
 from cds_service.audit.spool import Spool
 from cds_service.audit.writer import AuditWriter
+from cds_service.cds_hooks.suggestions import suggestion_uuid
 from cds_service.config import Settings
 from cds_service.db.deployments import append_record
 from cds_service.db.engine import upgrade
@@ -511,7 +512,8 @@ def test_query_layer_agrees_with_the_audit_rows(world: World) -> None:
     for m in data.missing:
         assert m.missing == sum(m.feature in json.loads(r["missing_features"]) for r in live)
     feedback = world.db.rows(
-        "SELECT outcome FROM v_feedback WHERE service_id = :s AND role = 'live'"
+        "SELECT outcome, card_uuid, accepted_suggestions FROM v_feedback"
+        " WHERE service_id = :s AND role = 'live'"
         " AND model_name = :m",
         s=SERVICE,
         m=MODEL,
@@ -519,6 +521,14 @@ def test_query_layer_agrees_with_the_audit_rows(world: World) -> None:
     assert data.feedback.total == len(feedback)
     assert data.feedback.total + arrival.feedback.total == world.report.feedback
     assert data.feedback.accepted == sum(r["outcome"] == "accepted" for r in feedback)
+    # Accepting the card's suggestion (record the risk in the EHR) is stored with its uuid.
+    taken = [json.loads(r["accepted_suggestions"] or "[]") for r in feedback]
+    assert 0 < data.feedback.with_suggestion == sum(bool(t) for t in taken)
+    assert all(
+        [s["id"] for s in t] == [suggestion_uuid(r["card_uuid"], "risk-assessment")]
+        for r, t in zip(feedback, taken, strict=True)
+        if t
+    )
     assert sum(n for _r, n in data.feedback.reasons) == data.feedback.overridden
     assert [v.version for v in data.shadow.versions] == [SHADOW]
     assert data.shadow.versions[0].pairs == world.primary_cards
