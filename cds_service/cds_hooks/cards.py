@@ -155,7 +155,7 @@ def _common(
     """The parts every card of this service has: uuid, source, override reasons, links."""
     reasons = [
         OverrideReason(system=r.system, code=r.code, display=r.display)
-        for r in hook_def.card.override_reasons
+        for r in texts.override_reasons
     ]
     language = texts.language
     links = [Link(label=phrase(language, "model_card_link"), url=model_card_url, type="absolute")]

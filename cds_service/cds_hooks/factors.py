@@ -73,7 +73,8 @@ def value_text(
             )
     else:
         unit = rule.unit or ("d" if feat.aggregation == "days_since" else feat.unit)
-        shown = number_text(value, language, rule.decimals) + unit_text(unit, language, value)
+        shown_value = value if rule.decimals is None else round(value, rule.decimals)
+        shown = number_text(value, language, rule.decimals) + unit_text(unit, language, shown_value)
         if feat.aggregation in _SIGNED and value > 0:
             shown = "+" + shown
     timed = rule.time if rule.time is not None else feat.aggregation not in _TIMELESS

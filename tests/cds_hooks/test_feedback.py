@@ -13,6 +13,7 @@ from cds_service.errors import ServiceError
 
 RECEIVED = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
 CARD = "5b3a0c1e-61a4-4e3b-9a77-0b8f1f0c2a11"
+OTHER_CARD = "0b8f1f0c-61a4-4e3b-9a77-5b3a0c1e2a11"
 RECORD_RISK = suggestion_uuid(CARD, "risk-assessment")  # the uuid the card's suggestion had
 
 
@@ -76,7 +77,7 @@ def test_an_override_keeps_its_coding_and_a_clipped_comment() -> None:
         (item(acceptedSuggestions="s1"), "feedback[0].acceptedSuggestions"),
         (item(acceptedSuggestions=[{"id": "s1"}]), "feedback[0].acceptedSuggestions[0].id"),
         (
-            item(acceptedSuggestions=[{"id": suggestion_uuid("0b8f1f0c-61a4-4e3b-9a77-5b3a0c1e2a11", "risk-assessment")}]),
+            item(acceptedSuggestions=[{"id": suggestion_uuid(OTHER_CARD, "risk-assessment")}]),
             "feedback[0].acceptedSuggestions[0].id",
         ),
         (
