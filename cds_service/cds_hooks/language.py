@@ -75,7 +75,7 @@ def number_text(value: float, language: str, decimals: int | None = None) -> str
     return text.replace(".", ",") if language == "nl" else text
 
 
-_UNITS = {"/min": "/min", "mm[Hg]": "mmHg", "Cel": "°C", "10*9/L": "×10⁹/L"}
+_UNITS = {"mm[Hg]": "mmHg", "Cel": "°C", "10*9/L": "×10⁹/L"}
 _UNIT_WORDS = {"a": "years", "d": "days", "{score}": "points"}
 
 
@@ -88,7 +88,9 @@ def unit_text(unit: str | None, language: str, value: float | None = None) -> st
         if word == "days" and value is not None and abs(value) == 1:
             word = "day"
         return " " + phrase(language, word)
-    return "%" if unit == "%" else " " + _UNITS.get(unit, unit)
+    if unit in ("%", "/min"):  # 95%, 128/min
+        return unit
+    return " " + _UNITS.get(unit, unit)
 
 
 def missing_reason_text(reason: str | None, language: str, zone: str = DEFAULT_ZONE) -> str:

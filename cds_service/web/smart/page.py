@@ -193,12 +193,13 @@ def _factors_section(view: AppView) -> str:
         return ""
     spec = view.model.spec
     lines = factor_lines(spec, view.extraction, view.prediction, len(spec.features))
-    markdown = "\n".join(["| factor | value, time | effect (log-odds) |", "|---|---|---|", *lines])
+    markdown = "\n".join(["| factor | value, time | effect on the risk |", "|---|---|---|", *lines])
     return (
         "<section id='factors' aria-labelledby='h-factors'>"
         "<h2 id='h-factors'>Contributing factors</h2>"
-        "<p class='muted'>Largest effect first. The effect is the factor's contribution to the "
-        "model's calibrated log-odds: positive raises the risk, negative lowers it.</p>"
+        "<p class='muted'>Largest effect first; inputs that are missing are never factors. The "
+        "effect is how much lower or higher the estimate would be without the factor, in "
+        "percentage points (TreeSHAP contributions converted around this estimate).</p>"
         f"{to_html(markdown)}</section>"
     )
 
