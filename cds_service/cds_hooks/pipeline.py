@@ -27,6 +27,7 @@ from cds_service.cds_hooks.cards import (
     risk_card,
 )
 from cds_service.cds_hooks.extensions import SIMULATED_TIME_EXTENSION
+from cds_service.cds_hooks.language import phrase
 from cds_service.cds_hooks.prefetch import (
     FhirTimedOut,
     PreconditionFailed,
@@ -132,20 +133,13 @@ def _log_timeout(hook_def: HookDefinition, keys: list[str], budget: float, outco
 # --- extract and score: scoring.py (the model that answers, at its moment) -----------------
 
 
-def unreadable_lines(data: ResolvedData) -> list[str]:
+def unreadable_lines(data: ResolvedData, language: str = "en") -> list[str]:
     """The card's lines for resources the service received and could not use."""
-    lines = []
-    if data.unattributed:
-        lines.append(
-            f"- {data.unattributed} resource(s) could not be attributed to this patient "
-            "(unresolvable subject/patient reference) and were not used"
-        )
-    if data.modifier_extension_skipped:
-        lines.append(
-            f"- {data.modifier_extension_skipped} resource(s) carry a modifier extension the "
-            "service does not understand and were not used"
-        )
-    return lines
+    counts = (
+        ("unattributed", data.unattributed),
+        ("modifier_skipped", data.modifier_extension_skipped),
+    )
+    return [f"- {phrase(language, key, n=str(n))}" for key, n in counts if n]
 
 
 # --- card -----------------------------------------------------------------------------------
@@ -279,7 +273,7 @@ async def _stages(
     scored = choice.scored
     timer.mark("explain")
     patient = Subject(call.context.patientId, call.context.encounterId)
-    result = build_card(st, hook_def, choice, unreadable_lines(data), patient)
+    result = build_card(st, hook_def, choice, unreadable_lines(data, st.settings.language), patient)
     timer.mark("card")
     subject = call_subject(st, hook_def, call, requested_at, caller)
     stored = await audit(st, subject, scored, result, timer.elapsed_ms())
