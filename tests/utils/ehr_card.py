@@ -10,6 +10,10 @@ from cds_service.web.html import esc
 from cds_service.web.markdown import to_html
 
 _OVERRIDE = {"en": "Override reasons", "nl": "Redenen om af te wijken"}
+_INDICATOR = {
+    "en": {"info": "info", "warning": "warning", "critical": "critical"},
+    "nl": {"info": "informatie", "warning": "waarschuwing", "critical": "kritiek"},
+}
 _COLOURS = {"info": "#2f6fb3", "warning": "#d08a00", "critical": "#c0392b"}
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; background: #eef1f4; margin: 0; padding: 24px; }
@@ -45,7 +49,7 @@ def card_page(card: dict[str, Any], title: str, lang: str) -> str:
         f"<!doctype html><html lang='{esc(lang)}'><head><meta charset='utf-8'>"
         f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>"
         f"<article class='card' style='--ind:{colour}' data-indicator='{esc(card['indicator'])}'>"
-        f"<div class='indicator'>{esc(card['indicator'])}</div>"
+        f"<div class='indicator'>{esc(_INDICATOR[lang][card['indicator']])}</div>"
         f"<p class='summary'>{esc(card['summary'])}</p>"
         f"<div class='detail'>{to_html(card.get('detail', ''))}</div>"
         f"<div class='actions'>{suggestions}{links}</div>"
