@@ -211,7 +211,7 @@ def risk_card(
         ]
         detail += [*rows, "", phrase(lang, "effect_method")]
     else:
-        detail += [phrase(lang, "no_factor", threshold="0.1" if lang == "en" else "0,1")]
+        detail += [phrase(lang, "no_factor", threshold=number_text(0.1, lang))]
     missing = missing_lines(model.spec, extraction, unreadable, lang, zone)
     combined = missing_effect_line(extraction, prediction, lang)
     if missing:

@@ -255,3 +255,20 @@ def test_no_suggestion_where_the_hook_does_not_ask_or_without_a_patient() -> Non
     assert card.suggestions is None and card.selectionBehavior is None
     card, _band = _risk_card(0.3, card_uuid=UUID)
     assert card.suggestions is None
+
+
+def test_without_a_factor_worth_a_tenth_of_a_point_the_card_says_so() -> None:
+    flat = Prediction(risk=0.3, margin=0.0, contributions={"lactate": 1e-4, "heart_rate": 0.0})
+    card, _band = risk_card(
+        HOOK,
+        CardWording(HOOK.card),
+        INFO,
+        _extraction(),
+        flat,
+        card_uuid=UUID,
+        model_card_url=MODEL_URL,
+        environment="production",
+    )
+    detail = card.detail or ""
+    assert "| factor |" not in detail
+    assert "No single recorded input moves this estimate by 0.1 percentage point" in detail
