@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.cds_hooks.cards import factor_lines, missing_lines
+from cds_service.cds_hooks.language import format_time
 from cds_service.serving.hook_defs import HookDefinition
 from cds_service.web.html import document as html_document
 from cds_service.web.html import esc, pct
@@ -81,7 +82,7 @@ SECURITY_HEADERS = {
 
 
 def _when(moment: datetime) -> str:
-    return f"{moment:%d %b %Y %H:%M} UTC"
+    return format_time(moment)  # the cards' one time format
 
 
 def document(title: str, body: str, subtitle: str = "") -> str:
