@@ -350,6 +350,9 @@ def test_quality_team_signs_in_and_sees_a_simulated_month(
         assert marks("auroc") == 4
         assert marks("feedback") >= 10
         assert marks("shadow") >= 100
+        assert re.search(
+            r"[1-9]\d* accepted with a suggestion", page.locator("#feedback").inner_text()
+        )
         # The population shift: age is critical (PSI > 0.25) in the two weeks after day 14.
         critical = page.locator("svg[data-chart='drift'] rect.heat-3")
         titles = [critical.nth(i).text_content() or "" for i in range(critical.count())]
