@@ -89,8 +89,9 @@ def risk_assessment(record: RiskRecord, extraction: Extraction) -> dict[str, obj
     basis = _basis(extraction)
     if basis:
         body["basis"] = basis
-    resource = RiskAssessment.model_validate(body)
-    return resource.model_dump(mode="json", exclude_none=True)
+    # Validated as built; sent as built (serializing the model back would cost as much again).
+    RiskAssessment.model_validate(body)
+    return body
 
 
 def suggestions(
