@@ -165,7 +165,15 @@ def run_simulation(
                     "outcomeTimestamp": (arrival + timedelta(hours=1, minutes=5)).isoformat(),
                 }
                 if rng.random() < 0.7:
-                    item.update(outcome="accepted", acceptedSuggestions=[])
+                    # Half the accepting clinicians (by the card's random uuid, so the draws of
+                    # rng stay as they were) also take the card's first suggestion.
+                    offered = card.get("suggestions", [])
+                    taken = (
+                        [{"id": offered[0]["uuid"]}]
+                        if offered and int(card["uuid"][-1], 16) % 2
+                        else []
+                    )
+                    item.update(outcome="accepted", acceptedSuggestions=taken)
                 else:
                     code, display = rng.choice(OVERRIDE_REASONS)
                     item.update(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,19 @@ class Settings(BaseSettings):
     # Log lines: "console" (one readable line) or "json" (for log collectors); by default
     # console in development and JSON elsewhere.
     log_format: Literal["console", "json"] | None = None
+    # The language of card texts (hooks/*.toml [card.<language>], card_phrases.toml) and the time
+    # zone card times are shown in: docs/hook-definitions.md.
+    language: Literal["en", "nl"] = "en"
+    display_timezone: str = "Europe/Amsterdam"
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"CDS_DISPLAY_TIMEZONE {value!r} is not an IANA time zone") from None
+        return value
 
     @field_validator("site_terminology_dir", mode="before")
     @classmethod

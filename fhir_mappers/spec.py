@@ -14,18 +14,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fhir_mappers.spec_fields import SpecError as SpecError
-from fhir_mappers.spec_fields import Window as Window
 from fhir_mappers.spec_fields import (
+    NO_DISPLAY_RULE,
+    DisplayRule,
     no_unknown_keys,
     parse_codes,
     parse_encounter_elements,
     parse_molar_mass,
     parse_plausible,
     parse_required,
+    parse_show,
     parse_window,
     require_text,
 )
+from fhir_mappers.spec_fields import SpecError as SpecError
+from fhir_mappers.spec_fields import Window as Window
 from fhir_mappers.timeutil import parse_duration
 from fhir_mappers.valuesets.binding import bind_codes, content_hash, expand_value_map
 from fhir_mappers.valuesets.registry import ValueSetError
@@ -70,10 +73,14 @@ class FeatureSpec:
     # "extension:<url>" or "hospitalization.admitSource"), read besides the observation.
     encounter_elements: tuple[str, ...] = ()
     relative_to: str = "index"  # or "anchor": the window hangs on the index event's anchor
+    show: DisplayRule = NO_DISPLAY_RULE  # how a card writes the value (display only)
 
     @property
     def label(self) -> str:
         return self.display or self.name.replace("_", " ")
+
+    def label_in(self, language: str) -> str:
+        return self.show.label.get(language) or self.label
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,7 @@ _FEATURE_KEYS = set(
         "required",
         "encounter_elements",
         "relative_to",
+        "show",
     ]
 )
 _MODEL_KEYS = {"name", "title", "description"}
@@ -208,6 +216,7 @@ def _feature(raw: dict[str, Any], where: str) -> FeatureSpec:
         value_map_sets=value_map_sets,
         encounter_elements=elements,
         relative_to=relative_to,
+        show=parse_show(raw.get("show"), where),
     )
 
 
@@ -337,8 +346,18 @@ def spec_from_dict(doc: dict[str, Any], where: str = "feature spec") -> ModelSpe
         features=features,
         index=index,
         label=label,
-        sha256=content_hash(doc, _bound_urls(features, index, label)),
+        sha256=content_hash(_without_display(doc), _bound_urls(features, index, label)),
     )
+
+
+def _without_display(doc: dict[str, Any]) -> dict[str, Any]:
+    """The spec as the model sees it: ``show`` tables only change how a card words a value, so
+    translating or rounding differently needs no retraining (the manifest check ignores them)."""
+    features = [
+        {k: v for k, v in f.items() if k != "show"} if isinstance(f, dict) else f
+        for f in doc.get("features", [])
+    ]
+    return {**doc, "features": features}
 
 
 def _bound_urls(features: tuple[FeatureSpec, ...], index: IndexSpec, label: LabelSpec) -> set[str]:

@@ -96,3 +96,67 @@ def parse_molar_mass(raw: Any, where: str) -> float | None:
     if not (isinstance(raw, int | float) and raw > 0):
         raise SpecError(f"{where}: molar_mass must be a positive number in g/mol")
     return float(raw)
+
+
+LANGUAGES = ("en", "nl")
+_SHOW_KEYS = {"label", "words", "scale", "decimals", "time", "unit"}
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayRule:
+    """How a clinician writes a feature's value (``[features.show]``): a label per language,
+    words for coded numbers (sex, yes/no), a named scale, rounding, and whether the time of the
+    measurement belongs beside it (not for counts or patient attributes). Display only: it is
+    left out of the spec hash, so a wording fix needs no retraining."""
+
+    label: dict[str, str]
+    words: dict[float, dict[str, str]]
+    scale: dict[str, str]
+    decimals: int | None = None
+    time: bool | None = None  # None: by aggregation (a count or a duration has no one moment)
+    unit: str | None = None  # UCUM unit to write after the value when the feature has none
+
+
+NO_DISPLAY_RULE = DisplayRule({}, {}, {})
+
+
+def _per_language(raw: Any, where: str) -> dict[str, str]:
+    ok = isinstance(raw, dict) and raw and set(raw) <= set(LANGUAGES)
+    if not ok or not all(isinstance(v, str) and v for v in raw.values()):
+        raise SpecError(f"{where}: a text per language, e.g. {{ en = '...', nl = '...' }}")
+    return dict(raw)
+
+
+def parse_show(raw: Any, where: str) -> DisplayRule:
+    if raw is None:
+        return NO_DISPLAY_RULE
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: show is a table")
+    no_unknown_keys(raw, _SHOW_KEYS, f"{where} show")
+    words_raw = raw.get("words", {})
+    if not isinstance(words_raw, dict):
+        raise SpecError(f"{where}: show.words maps a value ('1') to a text per language")
+    words = {}
+    for key, texts in words_raw.items():
+        try:
+            number = float(key)
+        except ValueError:
+            raise SpecError(f"{where}: show.words key {key!r} is not a number") from None
+        words[number] = _per_language(texts, f"{where} show.words.{key}")
+    decimals = raw.get("decimals")
+    if decimals is not None and (not isinstance(decimals, int) or not 0 <= decimals <= 3):
+        raise SpecError(f"{where}: show.decimals must be 0 to 3")
+    time = raw.get("time")
+    if time is not None and not isinstance(time, bool):
+        raise SpecError(f"{where}: show.time must be true or false")
+    unit = raw.get("unit")
+    if unit is not None and (not isinstance(unit, str) or not unit):
+        raise SpecError(f"{where}: show.unit is a UCUM unit, e.g. 'a' or 'd'")
+    return DisplayRule(
+        unit=unit,
+        label=_per_language(raw["label"], f"{where} show.label") if "label" in raw else {},
+        words=words,
+        scale=_per_language(raw["scale"], f"{where} show.scale") if "scale" in raw else {},
+        decimals=decimals,
+        time=time,
+    )

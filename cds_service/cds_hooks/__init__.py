@@ -3,9 +3,12 @@
 Request path, in module order: ``routes`` (discovery, service call, feedback) -> ``pipeline``
 (verify, resolve prefetch, extract, score, card, audit) with ``schemas`` (typed request),
 ``prefetch`` + ``fhir_client`` (prefetch semantics and the FHIR fallback), ``cards`` +
-``responses`` (typed, spec-checked cards), ``shadow`` (shadow versions after the response) and
-``feedback``. ``routes``, ``pipeline`` and ``shadow`` are imported by the app factory and are not
-re-exported here, so that this package stays importable from ``cds_service.state``.
+``responses`` (typed, spec-checked cards) with ``factors`` (effects in percentage points, values
+by the feature spec's display rules), ``language`` (phrases per language, the one time format)
+and ``suggestions`` (the RiskAssessment a card offers to record), ``shadow`` (shadow versions
+after the response) and ``feedback``. ``routes``, ``pipeline`` and ``shadow`` are imported by
+the app factory and are not re-exported here, so that this package stays importable from
+``cds_service.state``.
 ``examples`` holds synthetic requests for the CLI and the tests.
 """
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cds_service.cds_hooks.language import DEFAULT_ZONE, format_time
+from cds_service.cds_hooks.language import elapsed_text as language_elapsed_text
 from cds_service.cds_hooks.prefetch import ResolvedData
 from cds_service.errors import ServiceError
 from cds_service.serving.hook_defs import HookDefinition
@@ -83,27 +85,26 @@ def index_time(visit: Visit | None, spec: ModelSpec, now: datetime) -> datetime:
     return max(visit.start, min(now, trained_at))
 
 
-def elapsed_text(delta: timedelta) -> str:
+def elapsed_text(delta: timedelta, language: str = "en") -> str:
     """'0 min', '40 min', '1 h', '1 h 20 min', '2 d 3 h': the time since arrival on a card."""
-    minutes = max(0, int(delta.total_seconds() // 60))
-    days, rest = divmod(minutes, 1440)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {mins} min" if mins else f"{hours} h"
-    return f"{mins} min"
+    return language_elapsed_text(delta, language)
 
 
-def clock_text(moment: datetime) -> str:
-    return moment.strftime("%H:%M UTC")
-
-
-def moment_text(template: str, visit: Visit | None, at: datetime) -> str:
-    """The hook's ``moment`` text filled in: when the prediction is for."""
+def moment_text(
+    template: str,
+    visit: Visit | None,
+    at: datetime,
+    language: str = "en",
+    zone: str = DEFAULT_ZONE,
+) -> str:
+    """The hook's ``moment`` text filled in: when the prediction is for, in the one time format
+    (``language.format_time``) and the deployment's display time zone."""
     if not template:
         return ""
-    fields = {"time": clock_text(at)}
+    fields = {"time": format_time(at, zone)}
     if visit is not None:
-        fields |= {"arrival": clock_text(visit.start), "elapsed": elapsed_text(at - visit.start)}
+        fields |= {
+            "arrival": format_time(visit.start, zone),
+            "elapsed": elapsed_text(at - visit.start, language),
+        }
     return template.format(**fields)

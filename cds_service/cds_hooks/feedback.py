@@ -21,7 +21,9 @@ from pydantic import (
 )
 
 from cds_service.cds_hooks.schemas import inline_schema, validation_message
+from cds_service.cds_hooks.suggestions import suggestion_uuid
 from cds_service.errors import ServiceError
+from cds_service.serving.hook_language import SUGGESTIONS
 from cds_service.text_checks import has_control_characters
 
 MAX_ITEMS = 100
@@ -110,12 +112,28 @@ def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] if value else None
 
 
+def _check_suggestions(item: FeedbackItem, where: str) -> None:
+    """An accepted suggestion is one this card offered (its uuid derives from the card's), and
+    only an accepted card has accepted suggestions."""
+    if not item.acceptedSuggestions:
+        return
+    if item.outcome != "accepted":
+        raise ServiceError(400, f"{where}.acceptedSuggestions needs outcome 'accepted'")
+    offered = {suggestion_uuid(item.card, kind) for kind in SUGGESTIONS}
+    for j, suggestion in enumerate(item.acceptedSuggestions):
+        if suggestion.id not in offered:
+            raise ServiceError(
+                400, f"{where}.acceptedSuggestions[{j}].id is not a suggestion of this card"
+            )
+
+
 def _row(item: FeedbackItem, where: str, service_id: str, received_at: datetime) -> dict[str, Any]:
     suggestions = [s.model_dump() for s in item.acceptedSuggestions or []]
     try:
         accepted = orjson.dumps(suggestions).decode()
     except orjson.JSONEncodeError:  # nested beyond orjson's 255 levels
         raise ServiceError(400, f"{where}.acceptedSuggestions is nested too deeply") from None
+    _check_suggestions(item, where)
     reason = item.overrideReason
     coding = reason.reason if reason else None
     return {

@@ -19,8 +19,15 @@ from starlette.responses import Response
 
 from cds_service.audit.rows import AuditRow, CallSubject, Verdict
 from cds_service.cds_hooks.anchoring import moment_text, visit_of
-from cds_service.cds_hooks.cards import CardModelInfo, CardWording, missing_input_card, risk_card
+from cds_service.cds_hooks.cards import (
+    CardModelInfo,
+    CardWording,
+    Subject,
+    missing_input_card,
+    risk_card,
+)
 from cds_service.cds_hooks.extensions import SIMULATED_TIME_EXTENSION
+from cds_service.cds_hooks.language import phrase
 from cds_service.cds_hooks.prefetch import (
     FhirTimedOut,
     PreconditionFailed,
@@ -126,27 +133,24 @@ def _log_timeout(hook_def: HookDefinition, keys: list[str], budget: float, outco
 # --- extract and score: scoring.py (the model that answers, at its moment) -----------------
 
 
-def unreadable_lines(data: ResolvedData) -> list[str]:
+def unreadable_lines(data: ResolvedData, language: str = "en") -> list[str]:
     """The card's lines for resources the service received and could not use."""
-    lines = []
-    if data.unattributed:
-        lines.append(
-            f"- {data.unattributed} resource(s) could not be attributed to this patient "
-            "(unresolvable subject/patient reference) and were not used"
-        )
-    if data.modifier_extension_skipped:
-        lines.append(
-            f"- {data.modifier_extension_skipped} resource(s) carry a modifier extension the "
-            "service does not understand and were not used"
-        )
-    return lines
+    counts = (
+        ("unattributed", data.unattributed),
+        ("modifier_skipped", data.modifier_extension_skipped),
+    )
+    return [f"- {phrase(language, key, n=str(n))}" for key, n in counts if n]
 
 
 # --- card -----------------------------------------------------------------------------------
 
 
 def build_card(
-    st: ServiceState, hook_def: HookDefinition, choice: Choice, unreadable: list[str]
+    st: ServiceState,
+    hook_def: HookDefinition,
+    choice: Choice,
+    unreadable: list[str],
+    subject: Subject | None = None,
 ) -> CardResult:
     settings = st.settings
     scored = choice.scored
@@ -159,10 +163,14 @@ def build_card(
         "smart_launch_url": f"{settings.public_base_url}/smart/launch",
     }
     info = CardModelInfo(model.name, model.version, model.artifact_sha256, model.spec)
+    lang, zone = settings.language, settings.display_timezone
+    own = choice.texts.localized(lang)
+    pending = ", ".join(choice.pending_in(lang))
     texts = CardWording(
-        choice.texts,
-        moment_text(choice.texts.moment, choice.visit, choice.at),
-        choice.texts.note.format(pending=", ".join(choice.pending)) if choice.pending else "",
+        own,
+        moment_text(own.moment, choice.visit, choice.at, lang, zone),
+        own.note.format(pending=pending) if choice.pending else "",
+        zone,
     )
     if scored.prediction is None:
         card = missing_input_card(hook_def, texts, info, scored.extraction, **common)
@@ -174,6 +182,7 @@ def build_card(
         scored.extraction,
         scored.prediction,
         top_factors=settings.top_factors,
+        subject=subject,
         **common,
     )
     return CardResult(card, True, band)
@@ -263,7 +272,8 @@ async def _stages(
     choice = choose(st.registry, hook_def, data, requested_at, visit, timer)
     scored = choice.scored
     timer.mark("explain")
-    result = build_card(st, hook_def, choice, unreadable_lines(data))
+    patient = Subject(call.context.patientId, call.context.encounterId)
+    result = build_card(st, hook_def, choice, unreadable_lines(data, st.settings.language), patient)
     timer.mark("card")
     subject = call_subject(st, hook_def, call, requested_at, caller)
     stored = await audit(st, subject, scored, result, timer.elapsed_ms())

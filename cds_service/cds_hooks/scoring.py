@@ -21,7 +21,7 @@ from cds_service.serving.hook_defs import CardTexts, HookDefinition, prefetch_re
 from cds_service.serving.model_runtime import LoadedModel, Prediction
 from cds_service.serving.registry import Registry
 from fhir_mappers.extract import Extraction, extract
-from fhir_mappers.spec import ModelSpec
+from fhir_mappers.spec import FeatureSpec, ModelSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +37,21 @@ class Scored:
 @dataclass(frozen=True, slots=True)
 class Choice:
     """The model that answers, the card texts that go with it, the moment it predicts for, and
-    the required inputs the models tried before it lacked (labels, for the card's note)."""
+    the required inputs the models tried before it lacked (for the card's note)."""
 
     scored: Scored
     texts: CardTexts
     visit: Visit | None
-    pending: tuple[str, ...] = ()
+    pending: tuple[FeatureSpec, ...] = ()
 
     @property
     def at(self) -> datetime:
         return self.scored.extraction.index_time
+
+    def pending_in(self, language: str) -> list[str]:
+        """The pending inputs' labels in ``language``, each once."""
+        labels = [f.label_in(language) for f in self.pending]
+        return [label for i, label in enumerate(labels) if label not in labels[:i]]
 
 
 _SOURCE_OF_TYPE = {
@@ -112,7 +117,7 @@ def choose(
         (f.model, f.model_version, f.card) for f in hook_def.fallbacks
     ]
     first: Choice | None = None
-    pending: list[str] = []
+    pending: list[FeatureSpec] = []
     for name, version, texts in entries:
         model = registry.live(name, version)
         at = index_time(visit, model.spec, now)
@@ -122,8 +127,7 @@ def choose(
             timer.mark("map")
             return Choice(score(model, extraction, timer), texts, visit, tuple(pending))
         first = first or Choice(Scored(model, extraction), texts, visit)
-        labels = [model.spec.feature(n).label for n in missing]
-        pending += [label for label in labels if label not in pending]
+        pending += [model.spec.feature(n) for n in missing]
     timer.mark("map")
     assert first is not None
     return first

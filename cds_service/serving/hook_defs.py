@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cds_service.serving.hook_language import (
+    OTHER_LANGUAGES,
+    fallback_translations,
+    parse_suggestions,
+    translations,
+)
+from cds_service.serving.hook_language import HookDefinitionError as HookDefinitionError
 from fhir_mappers.spec import ModelSpec
 
 # Hook context fields per hook (CDS Hooks library: patient-view 1.1, encounter-start 1.0).
@@ -40,20 +47,21 @@ TEXT_FIELDS: dict[str, frozenset[str]] = {
     "source_label": frozenset(),
     "moment": frozenset({"time", "arrival", "elapsed"}),
     "note": frozenset({"pending"}),
+    "suggestion_label": frozenset(),
 }
 _ANCHOR_ONLY = frozenset({"arrival", "elapsed"})
 _TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
-class HookDefinitionError(ValueError):
-    pass
-
-
 @dataclass(frozen=True, slots=True)
 class Band:
-    name: str
+    name: str  # as audited and monitored, whatever the language of the card
     below: float
     indicator: str
+    display: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def label(self, language: str) -> str:
+        return self.display.get(language) or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,14 @@ class CardTexts:
     override_reasons: tuple[OverrideReason, ...]
     moment: str = ""  # when the prediction is for, e.g. "{elapsed} after arrival ({time})"
     note: str = ""  # a fallback model's line on the models passed over ({pending} inputs)
+    suggestions: tuple[str, ...] = ()  # e.g. "risk-assessment": record the risk in the EHR
+    suggestion_label: str = ""
+    language: str = "en"
+    translations: dict[str, CardTexts] = field(default_factory=dict, compare=False, repr=False)
+
+    def localized(self, language: str) -> CardTexts:
+        """These texts in ``language`` ([card.<language>]), else in English."""
+        return self.translations.get(language, self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +234,12 @@ def parse_hook_definition(doc: dict[str, Any], where: str, spec_for: Any) -> Hoo
         indicator = b.get("indicator")
         if indicator not in INDICATORS:
             raise HookDefinitionError(f"{where}: band indicator must be one of {INDICATORS}")
-        bands.append(Band(str(b["name"]), float(b.get("below", float("inf"))), indicator))
+        display = b.get("display", {})
+        if not isinstance(display, dict) or not all(isinstance(v, str) for v in display.values()):
+            raise HookDefinitionError(f"{where}: band display is a text per language")
+        bands.append(
+            Band(str(b["name"]), float(b.get("below", float("inf"))), indicator, dict(display))
+        )
     if [b.below for b in bands] != sorted(b.below for b in bands):
         raise HookDefinitionError(f"{where}: bands must be in increasing order of 'below'")
     card = doc.get("card")
@@ -249,8 +270,11 @@ def parse_hook_definition(doc: dict[str, Any], where: str, spec_for: Any) -> Hoo
         override_reasons=reasons,
         moment=str(card.get("moment", "")),
         note=str(card.get("note", "")),
+        suggestions=parse_suggestions(card, where),
+        suggestion_label=str(card.get("suggestion_label", "")),
     )
     _check_texts(texts, anchor, where)
+    texts = _with_translations(texts, card, anchor, where)
     fallbacks = tuple(_fallback(f, texts, anchor, f"{where} fallback") for f in fallbacks_raw)
     return HookDefinition(
         id=service_id,
@@ -310,6 +334,13 @@ def _check_models(specs: list[ModelSpec], anchor: str | None, where: str) -> Non
             )
 
 
+def _with_translations(
+    texts: CardTexts, card: dict[str, Any], anchor: str | None, where: str
+) -> CardTexts:
+    other = translations(texts, card, lambda t, w: _check_texts(t, anchor, w), where)
+    return dataclasses.replace(texts, translations=other)
+
+
 def _check_texts(texts: CardTexts, anchor: str | None, where: str) -> None:
     """Placeholders are the ones the card builder fills; a typo fails at start-up."""
     for name, allowed in TEXT_FIELDS.items():
@@ -334,14 +365,18 @@ def _fallback(raw: dict[str, Any], texts: CardTexts, anchor: str | None, where: 
     """A [[fallback]] entry: model, version and the card texts it changes (the rest shared)."""
     unknown = set(raw) - {"model", "model_version", "card"}
     card = raw.get("card", {})
-    if unknown or not isinstance(card, dict) or set(card) - set(_FALLBACK_TEXTS):
+    allowed = set(_FALLBACK_TEXTS) | set(OTHER_LANGUAGES)
+    if unknown or not isinstance(card, dict) or set(card) - allowed:
         raise HookDefinitionError(
             f"{where}: keys are model, model_version and card ({', '.join(_FALLBACK_TEXTS)})"
         )
-    if not all(isinstance(v, str) for v in card.values()):
+    english = {k: v for k, v in card.items() if k not in OTHER_LANGUAGES}
+    if not all(isinstance(v, str) for v in english.values()):
         raise HookDefinitionError(f"{where}: card texts are strings")
-    own = dataclasses.replace(texts, **card)
+    own = dataclasses.replace(texts, **english, translations={})
     _check_texts(own, anchor, where)
+    other = fallback_translations(texts, card, lambda t, w: _check_texts(t, anchor, w), where)
+    own = dataclasses.replace(own, translations=other)
     return Fallback(_require(raw, "model", where), _require(raw, "model_version", where), own)
 
 

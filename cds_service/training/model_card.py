@@ -132,6 +132,17 @@ def render_model_card(spec: ModelSpec, cfg: TrainingConfig, manifest: dict[str, 
         f"Calibration method: Platt scaling of the LightGBM margin (a = {cal['a']:.4f}, "
         f"b = {cal['b']:.4f}), fitted on the calibration split only.",
         "",
+        "## Contributing factors on the card",
+        "",
+        "The card lists the recorded inputs that moved this patient's estimate most, each with "
+        "its effect in percentage points of risk. Method: the input's TreeSHAP contribution to "
+        "the LightGBM margin, scaled by the calibration slope a to calibrated log-odds, then "
+        "converted around the estimate: effect = p − σ(logit(p) − contribution), i.e. how much "
+        "lower or higher the estimate would be with that input at its training average. "
+        "Missing inputs are never listed as factors; when their combined effect is 1 percentage "
+        "point or more the card says so in one sentence. Values are written by the feature "
+        "spec's display rules (`[features.show]`).",
+        "",
         "## Artifact",
         "",
         f"- Model file `{manifest['artifact']['file']}`, sha256 `{manifest['artifact']['sha256']}`",

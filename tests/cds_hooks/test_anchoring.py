@@ -58,13 +58,26 @@ def test_without_an_anchor_the_moment_is_the_call() -> None:
 )
 def test_elapsed_text(delta: timedelta, text: str) -> None:
     assert elapsed_text(delta) == text
+    assert elapsed_text(delta, "nl") == text.replace(" h", " u")
 
 
 def test_moment_text_fills_the_hook_template() -> None:
+    """One time format, in the display time zone (default Europe/Amsterdam: UTC+1 in winter,
+    UTC+2 in summer), in the card's language."""
     visit = Visit(START)
     at = START + timedelta(hours=1)
-    assert moment_text(HOOK.card.moment, visit, at) == "1 h after arrival (15:02 UTC)"
-    assert moment_text(HOOK.fallbacks[0].card.moment, visit, at) == "at arrival (14:02 UTC)"
+    assert moment_text(HOOK.card.moment, visit, at) == "1 h after arrival (2026-03-14 16:02 CET)"
+    fallback = HOOK.fallbacks[0].card
+    assert moment_text(fallback.moment, visit, at) == "at arrival (2026-03-14 15:02 CET)"
+    nl = HOOK.card.localized("nl")
+    assert moment_text(nl.moment, visit, at, "nl") == "1 u na aankomst (2026-03-14 16:02 CET)"
+    summer = (START + timedelta(days=120), START + timedelta(days=120, minutes=80))
+    assert moment_text(
+        fallback.localized("nl").moment, Visit(summer[0]), summer[1], "nl", "Europe/Amsterdam"
+    ) == ("bij aankomst (2026-07-12 16:02 CEST)")
+    assert (
+        moment_text(fallback.moment, visit, at, "en", "UTC") == "at arrival (2026-03-14 14:02 UTC)"
+    )
     assert moment_text("", visit, at) == ""
 
 

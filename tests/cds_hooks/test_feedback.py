@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 
 from cds_service.cds_hooks.feedback import MAX_COMMENT, parse_feedback
+from cds_service.cds_hooks.suggestions import suggestion_uuid
 from cds_service.errors import ServiceError
 
 RECEIVED = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
 CARD = "5b3a0c1e-61a4-4e3b-9a77-0b8f1f0c2a11"
+OTHER_CARD = "0b8f1f0c-61a4-4e3b-9a77-5b3a0c1e2a11"
+RECORD_RISK = suggestion_uuid(CARD, "risk-assessment")  # the uuid the card's suggestion had
 
 
 def item(**changes: Any) -> dict[str, Any]:
@@ -33,7 +36,7 @@ def refused(body: Any, status: int = 400) -> str:
 
 def test_an_accepted_card_becomes_one_row_in_utc() -> None:
     (row,) = parse_feedback(
-        {"feedback": [item(acceptedSuggestions=[{"id": "s1"}])]}, "svc", RECEIVED
+        {"feedback": [item(acceptedSuggestions=[{"id": RECORD_RISK}])]}, "svc", RECEIVED
     )
     assert row == {
         "card_uuid": CARD,
@@ -43,7 +46,7 @@ def test_an_accepted_card_becomes_one_row_in_utc() -> None:
         "override_reason_code": None,
         "override_reason_display": None,
         "user_comment": None,
-        "accepted_suggestions": '[{"id":"s1"}]',
+        "accepted_suggestions": f'[{{"id":"{RECORD_RISK}"}}]',
         "outcome_timestamp": datetime(2026, 3, 14, 9, 31, tzinfo=UTC),
         "received_at": RECEIVED,
         "channel": "cds-hooks",
@@ -72,6 +75,15 @@ def test_an_override_keeps_its_coding_and_a_clipped_comment() -> None:
         (item(outcomeTimestamp=1773480000), "feedback[0].outcomeTimestamp"),
         (item(outcomeTimestamp="0001-01-01T00:00:00+14:00"), "feedback[0].outcomeTimestamp"),
         (item(acceptedSuggestions="s1"), "feedback[0].acceptedSuggestions"),
+        (item(acceptedSuggestions=[{"id": "s1"}]), "feedback[0].acceptedSuggestions[0].id"),
+        (
+            item(acceptedSuggestions=[{"id": suggestion_uuid(OTHER_CARD, "risk-assessment")}]),
+            "feedback[0].acceptedSuggestions[0].id",
+        ),
+        (
+            item(outcome="overridden", acceptedSuggestions=[{"id": RECORD_RISK}]),
+            "feedback[0].acceptedSuggestions",
+        ),
         (item(overrideReason={"reason": {"code": "x\x00"}}), "feedback[0].overrideReason"),
         (item(overrideReason={"userComment": "a\x00"}), "feedback[0].overrideReason"),
     ],

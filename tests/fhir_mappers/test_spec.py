@@ -161,6 +161,16 @@ _DROP = object()
         ({"molar_mass": 0}, "molar_mass must be a positive number"),
         ({"molar_mass": -180.156}, "molar_mass must be a positive number"),
         ({"molar_mass": "180.156"}, "molar_mass must be a positive number"),
+        # display rules
+        ({"show": "male"}, "show is a table"),
+        ({"show": {"colour": "red"}}, "show: unknown keys ['colour']"),
+        ({"show": {"label": {"de": "Puls"}}}, "show.label: a text per language"),
+        ({"show": {"label": {"en": ""}}}, "show.label: a text per language"),
+        ({"show": {"words": {"male": {"en": "male"}}}}, "show.words key 'male' is not a number"),
+        ({"show": {"words": {"1": "male"}}}, "show.words.1: a text per language"),
+        ({"show": {"decimals": 5}}, "show.decimals must be 0 to 3"),
+        ({"show": {"time": "no"}}, "show.time must be true or false"),
+        ({"show": {"unit": ""}}, "show.unit is a UCUM unit"),
     ],
 )
 def test_bad_feature_is_rejected(spec_doc, fhir, changes, message):

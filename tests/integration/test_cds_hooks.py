@@ -75,7 +75,7 @@ def test_encounter_start_with_full_prefetch_returns_risk_card_and_audit_row(svc:
     pct = int(re.search(r"(\d+)%", card["summary"]).group(1))  # type: ignore[union-attr]
     # The sick case is deterministic: 99%, band "high", which the hook shows as critical.
     assert card["indicator"] == "critical" and "(high)" in card["summary"]
-    assert "| Heart rate | 128 /min" in card["detail"]
+    assert "| Heart rate | 128/min" in card["detail"]
     assert "ed-admission 1.0.0" in card["detail"]
     assert card["source"]["url"] == f"{PUBLIC_BASE}/models/ed-admission/1.0.0"
     assert card["source"]["topic"]["code"] == "ed-admission-risk"

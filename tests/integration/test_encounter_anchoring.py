@@ -72,7 +72,7 @@ def test_at_arrival_the_arrival_model_answers_and_says_when(svc: Service) -> Non
     card, row = _card_and_row(svc, _call(svc, _prefetch(start, observations)))
     assert card["summary"].startswith("Admission risk at arrival ")
     assert "triage vitals not yet recorded" in card["summary"]
-    assert "estimated at arrival (09:29 UTC) from arrival data only" in card["detail"]
+    assert "estimated at arrival (2026-03-14 10:29 CET) from arrival data only" in card["detail"]
     assert (
         "Triage vitals are not recorded yet (Heart rate, Systolic blood pressure)"
         in (card["detail"])
@@ -107,7 +107,7 @@ def test_with_triage_vitals_the_one_hour_model_answers_an_hour_after_arrival(
 ) -> None:
     start = NOW - timedelta(hours=1)  # 08:30:15; vitals at 09:10:15; the call at 09:30:15
     card, row = _card_and_row(svc, _call(svc, _prefetch(start, _vitals(start))))
-    assert "1 h after arrival (09:30 UTC) – ED admission model" in card["summary"]
+    assert "1 h after arrival (2026-03-14 10:30 CET) – ED admission model" in card["summary"]
     assert card["source"]["url"] == f"{PUBLIC_BASE}/models/ed-admission/1.0.0"
     assert (row["model_name"], row["model_version"]) == ("ed-admission", "1.0.0")
     assert row["artifact_sha256"] == _manifest_sha("ed-admission")
@@ -120,7 +120,7 @@ def test_a_later_call_sees_what_existed_one_hour_after_arrival(svc: Service) -> 
     start = NOW - timedelta(hours=3)  # 06:30:15
     later = obs(PID, f"{PID}-hr-late", "8867-4", 61, "/min", start + timedelta(hours=2))
     card, row = _card_and_row(svc, _call(svc, _prefetch(start, [*_vitals(start), later])))
-    assert "1 h after arrival (07:30 UTC)" in card["summary"]
+    assert "1 h after arrival (2026-03-14 08:30 CET)" in card["summary"]
     assert row["model_name"] == "ed-admission"
     assert row["features"]["heart_rate"] == 128  # the 61 /min at 08:30 is after the moment
 
@@ -133,7 +133,7 @@ def test_vitals_recorded_later_than_one_hour_leave_the_arrival_model(svc: Servic
     ]
     card, row = _card_and_row(svc, _call(svc, _prefetch(start, late)))
     assert row["model_name"] == "ed-admission-arrival"
-    assert "at arrival (06:30 UTC)" in card["detail"]
+    assert "at arrival (2026-03-14 07:30 CET)" in card["detail"]
 
 
 def test_the_encounter_in_context_is_read_when_no_key_holds_it(svc: Service) -> None:

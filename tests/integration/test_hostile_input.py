@@ -94,8 +94,15 @@ def audited(svc: Service, r: httpx.Response) -> tuple[dict[str, Any], dict[str, 
     """(card, audit row with features parsed) for a 200 answer."""
     assert r.status_code == 200, r.text
     card = r.json()["cards"][0]
+    # The one place the patient's reference goes back to the EHR that sent it: the FHIR resource
+    # a suggestion offers to create (a RiskAssessment needs its subject). Nowhere else.
+    shown = json.loads(r.text)
+    for suggestion in shown["cards"][0].get("suggestions", []):
+        for action in suggestion["actions"]:
+            assert action["resource"]["subject"] == {"reference": REF}
+            del action["resource"]
     for secret in SECRETS:
-        assert secret not in r.text, secret
+        assert secret not in json.dumps(shown, ensure_ascii=False), secret
     row = svc.card_row(card["uuid"])
     row["features"] = json.loads(row["features"])
     row["missing_features"] = json.loads(row["missing_features"])

@@ -57,6 +57,17 @@ def test_a_fallback_must_predict_the_same_outcome() -> None:
         (lambda d: d["fallback"][0]["card"].update(note=3), "card texts are strings"),
         (lambda d: d["fallback"][0]["card"].update(note="{missing}"), "uses ['missing']"),
         (lambda d: d.update(fallback={"model": "x"}), "[[fallback]] entries are tables"),
+        (lambda d: d["card"]["nl"].pop("risk_sentence"), "card.nl: missing ['risk_sentence']"),
+        (lambda d: d["card"]["nl"].update(summary="{risico}"), "uses ['risico']"),
+        (lambda d: d["card"]["nl"].update(titel="x"), "card.nl: unknown keys ['titel']"),
+        (
+            lambda d: d["card"]["nl"]["override_reasons"].pop(),
+            "override_reasons needs a display for each code",
+        ),
+        (lambda d: d["fallback"][0]["card"]["nl"].pop("note"), "card.nl: missing ['note']"),
+        (lambda d: d["card"].update(suggestions=["order"]), "card suggestions are some of"),
+        (lambda d: d["card"].pop("suggestion_label"), "need a suggestion_label"),
+        (lambda d: d["bands"][0].update(display="laag"), "band display is a text per language"),
     ],
     ids=[
         "unknown anchor",
@@ -69,6 +80,14 @@ def test_a_fallback_must_predict_the_same_outcome() -> None:
         "fallback text type",
         "fallback placeholder",
         "fallback not a list",
+        "translation incomplete",
+        "translation placeholder",
+        "translation key",
+        "translation override reasons",
+        "fallback translation incomplete",
+        "unknown suggestion",
+        "suggestion without label",
+        "band display",
     ],
 )
 def test_bad_definitions_refuse_to_load(change: Any, message: str) -> None:
@@ -84,6 +103,7 @@ def test_elapsed_needs_an_anchor() -> None:
         (ROOT / "hooks" / "ed-admission-risk-patient-view.toml").read_text(encoding="utf-8")
     )
     doc["card"]["moment"] = "at {time}"
+    doc["card"]["nl"]["moment"] = "om {time}"
     assert _parse(doc).card.moment == "at {time}"
     doc["card"]["moment"] = "{elapsed} after arrival"
     with pytest.raises(HookDefinitionError, match=r"allowed here: \['time'\]"):
@@ -97,3 +117,12 @@ def test_anchoring_needs_one_encounter_index_offset() -> None:
     doc["service"]["anchor"] = "encounter"
     with pytest.raises(HookDefinitionError, match="indexed on an Encounter with exactly one"):
         _parse(doc)
+
+
+def test_a_service_without_a_translation_is_served_in_english() -> None:
+    doc = _doc()
+    doc["card"].pop("nl")
+    doc["fallback"][0]["card"].pop("nl")
+    hook = _parse(doc)
+    assert hook.card.localized("nl") is hook.card
+    assert hook.fallbacks[0].card.localized("nl").summary.startswith("Admission risk at arrival")

@@ -128,6 +128,7 @@ def test_artifacts_carry_manifest_metrics_and_model_card(
         "## Subgroups",
         "## Calibration",
         "## Limitations",
+        "## Contributing factors on the card",
     ):
         assert heading in card
     assert f"| all | {test['n']} | {test['positives']} | " in card

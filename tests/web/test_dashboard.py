@@ -26,6 +26,7 @@ from cds_devtools.simulate import SimulationReport, run_simulation
 from cds_devtools.synth import BASE_TIME
 from cds_service.audit.spool import Spool
 from cds_service.audit.writer import AuditWriter
+from cds_service.cds_hooks.suggestions import suggestion_uuid
 from cds_service.config import Settings
 from cds_service.db.deployments import append_record
 from cds_service.db.engine import upgrade
@@ -339,6 +340,9 @@ def test_quality_team_signs_in_and_sees_a_simulated_month(
         assert marks("auroc") == 4
         assert marks("feedback") >= 10
         assert marks("shadow") >= 100
+        assert re.search(
+            r"[1-9]\d* accepted with a suggestion", page.locator("#feedback").inner_text()
+        )
         # The population shift: age is critical (PSI > 0.25) in the two weeks after day 14.
         critical = page.locator("svg[data-chart='drift'] rect.heat-3")
         titles = [critical.nth(i).text_content() or "" for i in range(critical.count())]
@@ -501,7 +505,8 @@ def test_query_layer_agrees_with_the_audit_rows(world: World) -> None:
     for m in data.missing:
         assert m.missing == sum(m.feature in json.loads(r["missing_features"]) for r in live)
     feedback = world.db.rows(
-        "SELECT outcome FROM v_feedback WHERE service_id = :s AND role = 'live'"
+        "SELECT outcome, card_uuid, accepted_suggestions FROM v_feedback"
+        " WHERE service_id = :s AND role = 'live'"
         " AND model_name = :m",
         s=SERVICE,
         m=MODEL,
@@ -509,6 +514,14 @@ def test_query_layer_agrees_with_the_audit_rows(world: World) -> None:
     assert data.feedback.total == len(feedback)
     assert data.feedback.total + arrival.feedback.total == world.report.feedback
     assert data.feedback.accepted == sum(r["outcome"] == "accepted" for r in feedback)
+    # Accepting the card's suggestion (record the risk in the EHR) is stored with its uuid.
+    taken = [json.loads(r["accepted_suggestions"] or "[]") for r in feedback]
+    assert 0 < data.feedback.with_suggestion == sum(bool(t) for t in taken)
+    assert all(
+        [s["id"] for s in t] == [suggestion_uuid(r["card_uuid"], "risk-assessment")]
+        for r, t in zip(feedback, taken, strict=True)
+        if t
+    )
     assert sum(n for _r, n in data.feedback.reasons) == data.feedback.overridden
     assert [v.version for v in data.shadow.versions] == [SHADOW]
     assert data.shadow.versions[0].pairs == world.primary_cards

@@ -198,7 +198,10 @@ def test_ehr_launch_in_browser_renders_and_stores_dismissal(s: Smart, tmp_path: 
             assert page.locator("svg.trend polyline").count() >= 4
             factor_rows = page.locator("#factors table tbody tr")
             assert factor_rows.count() >= 3
-            assert "UTC" in page.locator("#factors table").inner_text()
+            # measured times in the cards' one time format (display zone Europe/Amsterdam)
+            assert re.search(
+                r"\d{4}-\d\d-\d\d \d\d:\d\d CES?T", page.locator("#factors table").inner_text()
+            )
             link = page.locator("#model a")
             assert link.get_attribute("href") == f"{s.url}/models/post-mi-unplanned-visit/1.0.0"
             page.screenshot(path=str(screenshot_dir(tmp_path) / "smart-app.png"), full_page=True)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.cds_hooks.cards import factor_lines, missing_lines
+from cds_service.cds_hooks.language import format_time
 from cds_service.serving.hook_defs import HookDefinition
 from cds_service.web.html import document as html_document
 from cds_service.web.html import esc, pct
@@ -81,7 +82,7 @@ SECURITY_HEADERS = {
 
 
 def _when(moment: datetime) -> str:
-    return f"{moment:%d %b %Y %H:%M} UTC"
+    return format_time(moment)  # the cards' one time format
 
 
 def document(title: str, body: str, subtitle: str = "") -> str:
@@ -199,12 +200,13 @@ def _factors_section(view: AppView) -> str:
         return ""
     spec = view.model.spec
     lines = factor_lines(spec, view.extraction, view.prediction, len(spec.features))
-    markdown = "\n".join(["| factor | value, time | effect (log-odds) |", "|---|---|---|", *lines])
+    markdown = "\n".join(["| factor | value, time | effect on the risk |", "|---|---|---|", *lines])
     return (
         "<section id='factors' aria-labelledby='h-factors'>"
         "<h2 id='h-factors'>Contributing factors</h2>"
-        "<p class='muted'>Largest effect first. The effect is the factor's contribution to the "
-        "model's calibrated log-odds: positive raises the risk, negative lowers it.</p>"
+        "<p class='muted'>Largest effect first; inputs that are missing are never factors. The "
+        "effect is how much lower or higher the estimate would be without the factor, in "
+        "percentage points (TreeSHAP contributions converted around this estimate).</p>"
         f"{to_html(markdown)}</section>"
     )
 

@@ -150,7 +150,8 @@ def feedback_panel(data: DashboardData) -> str:
     )
     summary = (
         f"<p class='note'>{fb.total:,} responses: {pct(fb.acceptance_rate)} accepted, "
-        f"{pct(fb.override_rate)} overridden.</p>"
+        f"{pct(fb.override_rate)} overridden. {fb.with_suggestion:,} accepted with a "
+        "suggestion of the card (e.g. the risk recorded in the EHR).</p>"
     )
     return panel(
         "Clinician responses",

@@ -182,6 +182,7 @@ class Feedback:
     total: int = 0
     accepted: int = 0
     overridden: int = 0
+    with_suggestion: int = 0  # accepted with a suggestion of the card (e.g. risk recorded)
     reasons: list[tuple[str, int]] = field(default_factory=list)
     by_band: dict[str, tuple[int, int]] = field(default_factory=dict)  # band -> (acc, over)
     by_day: dict[date, tuple[int, int]] = field(default_factory=dict)
@@ -219,6 +220,9 @@ def feedback(conn: Connection, f: Filters) -> Feedback:
         .limit(MAX_RANGE_DAYS + 1)
     ):
         out.by_day[date.fromisoformat(d)] = (int(n_acc), int(n_over))
+    took = accepted & v.c.accepted_suggestions.is_not(None)
+    took = took & v.c.accepted_suggestions.not_in(["[]", ""])
+    out.with_suggestion = int(conn.execute(sa.select(count_if(took)).where(*conds)).scalar() or 0)
     reason = sa.func.coalesce(v.c.override_reason_display, v.c.override_reason_code)
     out.reasons = [
         (str(r) if r is not None else "(no reason given)", int(n))
