@@ -13,7 +13,7 @@ import heapq
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,10 @@ def part_stats_path(table_csv: Path) -> Path:
 def write_part_stats(table_csv: Path, stats: TableStats, selection: Selection) -> Path:
     """The counts of a partial table, beside it, to be added up by ``merge_table_parts``."""
     target = part_stats_path(table_csv)
-    body = {"shard": str(selection), "stats": asdict(stats)}
+    # Not dataclasses.asdict: it rebuilds a Counter from (key, count) pairs, counting the pairs.
+    values = {f.name: getattr(stats, f.name) for f in fields(TableStats)}
+    plain = {k: dict(v) if isinstance(v, Counter) else v for k, v in values.items()}
+    body = {"shard": str(selection), "stats": plain}
     target.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return target
 
@@ -133,5 +136,6 @@ def merge_table_parts(parts_dir: Path, out_csv: Path) -> TableStats:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
         streams: list[Iterator[list[str]]] = [_rows(t, header) for t in tables]
-        writer.writerows(heapq.merge(*streams, key=_patient_of))
+        merged_rows = heapq.merge(*streams, key=_patient_of)
+        writer.writerows(merged_rows)
     return merged
