@@ -39,7 +39,7 @@ SPECS = {
 
 
 def _child(export: Path, spec_name: str, jobs: int, out_csv: Path) -> dict[str, Any]:
-    from fhir_mappers.bulk import META_COLUMNS, TableStats, export_sha256
+    from fhir_mappers.bulk import META_COLUMNS, TableStats
     from fhir_mappers.jobs import JobReport
     from fhir_mappers.spec import load_spec
     from fhir_mappers.table_job import table_rows
@@ -48,12 +48,12 @@ def _child(export: Path, spec_name: str, jobs: int, out_csv: Path) -> dict[str, 
     report = JobReport()
     start = time.perf_counter()
     # write_training_table's steps, with the report the bench needs.
-    stats = TableStats(export_sha256=export_sha256(export))
+    stats = TableStats()
     columns = [*META_COLUMNS, *spec.feature_names, spec.label.name]
     with out_csv.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        for row in table_rows(export, spec, stats, jobs=jobs, report=report):
+        for row in table_rows(export, spec, stats, jobs=jobs, report=report, hash_export=True):
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     wall = time.perf_counter() - start
     return {
@@ -69,6 +69,7 @@ def _child(export: Path, spec_name: str, jobs: int, out_csv: Path) -> dict[str, 
             if pid != os.getpid()
         ],
         "table_sha256": hashlib.sha256(out_csv.read_bytes()).hexdigest(),
+        "export_sha256": stats.export_sha256,
     }
 
 
@@ -116,7 +117,7 @@ def main() -> None:
     parser.add_argument("--export", type=Path)
     parser.add_argument("--generate", action="store_true", help="synth cohort into bench/out/")
     parser.add_argument("--ed-patients", type=int, default=4000)
-    parser.add_argument("--post-mi-patients", type=int, default=800)
+    parser.add_argument("--post-mi-patients", type=int, default=2500)
     parser.add_argument("--spec", choices=sorted(SPECS), default="ed")
     parser.add_argument("--jobs", default="1,2", help="comma-separated job counts; 1 first")
     parser.add_argument("--repeat", type=int, default=2, help="rounds, job counts alternating")

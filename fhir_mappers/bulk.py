@@ -184,7 +184,7 @@ def write_training_table(
     ``fhir_mappers.table_job.merge_table_parts`` joins to the whole)."""
     from fhir_mappers.table_job import table_rows  # it runs iter_rows in the workers
 
-    stats = TableStats(export_sha256=export_sha256(export_dir))
+    stats = TableStats()
     columns = [*META_COLUMNS, *spec.feature_names, spec.label.name]
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     with out_csv.open("w", newline="", encoding="utf-8") as handle:
@@ -198,6 +198,7 @@ def write_training_table(
             progress=progress,
             jobs=jobs,
             selection=selection,
+            hash_export=True,
         ):
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     return stats

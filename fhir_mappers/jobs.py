@@ -71,11 +71,32 @@ class JobReport:
 
 
 def default_jobs() -> int:
-    """The CPUs this process may run on (a container's cpuset), not the machine's count."""
+    """The CPUs this process may run on (a container's cpuset), capped by a CPU quota (a pod's
+    ``limits.cpu`` is a CFS quota, not a cpuset: a 1-CPU pod on a 32-core node must not start 32
+    workers, each holding a shard in memory)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cpus, math.ceil(quota)) if quota else cpus)
+
+
+def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs allowed by the cgroup's quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), if any."""
+    try:
+        text = (root / "cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+        return None
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
 
 
 def _usage() -> tuple[int, Usage]:
@@ -224,8 +245,8 @@ def run_patient_job(
     if not files:
         raise FileNotFoundError(f"no *.ndjson files of types {resource_types} in {export_dir}")
     total = sum(size_estimate(p) for p in files)
-    # Several shards per process keep the processes busy to the end; none above shard_bytes.
-    shards = max(math.ceil(total / shard_bytes), 4 * jobs)
+    # Many shards per process keep the processes busy to the end; none above shard_bytes.
+    shards = max(math.ceil(total / shard_bytes), 8 * jobs)
     chunk_bytes = chunk_bytes or min(max(1 << 20, math.ceil(total / (8 * jobs))), 256 << 20)
     general = selection is None or selection.index == 0
     with tempfile.TemporaryDirectory(prefix="cds-bulk-") as tmp:

@@ -13,11 +13,12 @@ import heapq
 import json
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fhir_mappers.bulk import DEFAULT_SHARD_BYTES, TableStats, iter_rows
+from fhir_mappers.bulk import DEFAULT_SHARD_BYTES, TableStats, export_sha256, iter_rows
 from fhir_mappers.jobs import JobReport, Patients, canonical_counters, merge_stats, run_patient_job
 from fhir_mappers.shards import Selection
 from fhir_mappers.spec import ModelSpec
@@ -47,9 +48,15 @@ def table_rows(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     selection: Selection | None = None,
     report: JobReport | None = None,
+    hash_export: bool = False,
     **options: Any,
 ) -> Iterator[dict[str, Any]]:
-    """``iter_rows`` over the whole export (or shard K/N of it), in patient id order."""
+    """``iter_rows`` over the whole export (or shard K/N of it), in patient id order.
+
+    ``hash_export``: set ``stats.export_sha256`` by the end, hashed in a thread meanwhile (a
+    serial read of the whole export would otherwise come before the parallel work)."""
+    hasher = ThreadPoolExecutor(1) if hash_export else None
+    digest = hasher.submit(export_sha256, export_dir) if hasher else None
     records = run_patient_job(
         export_dir,
         TableJob(spec, options),
@@ -60,8 +67,14 @@ def table_rows(
         selection=selection,
         report=report,
     )
-    for _pid, row in records:
-        yield row
+    try:
+        for _pid, row in records:
+            yield row
+        if digest is not None:
+            stats.export_sha256 = digest.result()
+    finally:
+        if hasher is not None:
+            hasher.shutdown(cancel_futures=True)
 
 
 def part_stats_path(table_csv: Path) -> Path:

@@ -30,7 +30,7 @@ from cds_service.stats import (
 from cds_service.training.config import TrainingConfig, load_training_config
 from cds_service.training.model_card import render_model_card
 from cds_service.training.population import check_population
-from fhir_mappers.bulk import TableStats, export_sha256
+from fhir_mappers.bulk import TableStats
 from fhir_mappers.site_binding import apply_site_terminology
 from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology
 from fhir_mappers.spec import ModelSpec, load_spec
@@ -72,8 +72,8 @@ def build_table(
     export_dir: Path, spec: ModelSpec, *, progress: bool = False, jobs: int = 1
 ) -> tuple[Table, TableStats]:
     """``jobs`` processes read the export's patient shards; the table is the same for any."""
-    stats = TableStats(export_sha256=export_sha256(export_dir))
-    rows = list(table_rows(export_dir, spec, stats, progress=progress, jobs=jobs))
+    stats = TableStats()
+    rows = list(table_rows(export_dir, spec, stats, progress=progress, jobs=jobs, hash_export=True))
     rows.sort(key=lambda r: (r["patient_id"], r["index_time"], r["anchor"]))
     names = spec.feature_names
     x = np.array(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cds_devtools.synth import generate_cohort
-from fhir_mappers.bulk import TableStats, partition_export, write_training_table
+from fhir_mappers.bulk import TableStats, export_sha256, partition_export, write_training_table
 from fhir_mappers.jobs import JobReport, default_jobs, run_patient_job
 from fhir_mappers.shards import Selection, plan_chunks
 from fhir_mappers.spec import ModelSpec, load_spec
@@ -175,7 +175,7 @@ def test_shards_merge_into_the_whole_table(export, spec, tmp_path):
     merged = merge_table_parts(parts, tmp_path / "merged.csv")
     assert (tmp_path / "merged.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     assert _stats_view(merged) == _stats_view(whole)
-    assert merged.export_sha256 == whole.export_sha256
+    assert merged.export_sha256 == whole.export_sha256 == export_sha256(export)
 
     part_stats_path(parts / "table-1.csv").unlink()
     with pytest.raises(ValueError, match=r"shards \[0, 2\]"):
@@ -201,7 +201,31 @@ def test_one_progress_bar_per_phase_counts_all_workers(export, spec, tmp_path, c
     assert "partition" not in capfd.readouterr().err
 
 
-def test_default_jobs_are_the_cpus_this_process_may_use():
+def test_default_jobs_are_the_cpus_this_process_may_use(monkeypatch, tmp_path):
     import os
 
+    from fhir_mappers import jobs
+
+    monkeypatch.setattr(jobs, "_cgroup_cpu_quota", lambda: None)
     assert default_jobs() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(jobs, "_cgroup_cpu_quota", lambda: 0.5)  # limits.cpu: 500m
+    assert default_jobs() == 1
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_the_cgroup_cpu_quota_is_read_from_v2_or_v1(tmp_path, files, expected):
+    from fhir_mappers.jobs import _cgroup_cpu_quota
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert _cgroup_cpu_quota(tmp_path) == expected
