@@ -14,39 +14,46 @@ against the identifiers of the Patients before them: exactly what a single pass 
 
 from __future__ import annotations
 
-import gzip
 import zlib
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol, cast
+from typing import IO, Any
 
 import orjson
 
+from fhir_mappers.chunks import (
+    RESOURCE_TYPES,
+    Chunk,
+    Counts,
+    PartitionStats,
+    chunk_records,
+    plan_chunks,
+    size_estimate,
+)
 from fhir_mappers.resources import (
     dedupe,
-    flatten,
     has_modifier_extension,
     patient_id_of,
     patient_identifiers,
 )
 
-RESOURCE_TYPES = ("Patient", "Encounter", "Condition", "Observation")
+__all__ = [
+    "RESOURCE_TYPES",
+    "Chunk",
+    "ChunkResult",
+    "Counts",
+    "Selection",
+    "partition_chunk",
+    "plan_chunks",
+    "resolve_pending",
+    "route",
+    "shard_patients",
+    "size_estimate",
+]
+
 _REFERENCE_KEYS = ("subject", "patient")
-# Warnings about records no patient owns: a sharded run counts them in its first shard only.
-GENERAL_WARNINGS = frozenset({"operation_outcome"})
-
-
-class PartitionStats(Protocol):
-    """What partitioning counts (``TableStats`` has these fields)."""
-
-    resources: int
-    patients: int
-    unparseable_lines: int
-    without_patient: int
-    warnings: Counter[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,38 +79,6 @@ class Selection:
         return f"{self.index}/{self.count}"
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """Files read by one task: one plain NDJSON file's byte range [start, end), or whole files
-    (end = -1). ``size`` is the estimated NDJSON bytes, for the progress bar."""
-
-    index: int
-    files: tuple[str, ...]
-    start: int
-    end: int
-    size: int
-
-
-@dataclass(slots=True)
-class Counts:
-    resources: int = 0
-    patients: int = 0
-    unparseable_lines: int = 0
-    without_patient: int = 0
-    warnings: Counter[str] = field(default_factory=Counter)
-
-    def add_to(self, stats: PartitionStats, *, general: bool) -> None:
-        """``general``: also the records no patient owns (false in all shards but the first)."""
-        stats.resources += self.resources
-        stats.patients += self.patients
-        if general:
-            stats.unparseable_lines += self.unparseable_lines
-            stats.without_patient += self.without_patient
-        stats.warnings.update(
-            {k: v for k, v in self.warnings.items() if general or k not in GENERAL_WARNINGS}
-        )
-
-
 @dataclass(slots=True)
 class ChunkResult:
     index: int
@@ -111,47 +86,6 @@ class ChunkResult:
     parts: dict[int, str]
     pending: str | None
     identifiers: str | None
-
-
-def size_estimate(path: Path) -> int:
-    """Bytes of NDJSON a file holds, to size the shards (gzip shrinks FHIR JSON about tenfold)."""
-    size = path.stat().st_size
-    return size * 10 if path.name.endswith(".gz") else size
-
-
-def is_bundle_file(path: Path) -> bool:
-    return path.name.endswith((".json", ".json.gz"))
-
-
-def plan_chunks(files: list[Path], chunk_bytes: int) -> list[Chunk]:
-    """Chunks in export order: plain NDJSON cut at ``chunk_bytes``, Bundle files grouped."""
-    chunks: list[Chunk] = []
-    run: list[str] = []
-    run_size = 0
-
-    def flush() -> None:
-        nonlocal run, run_size
-        if run:
-            chunks.append(Chunk(len(chunks), tuple(run), 0, -1, run_size))
-        run, run_size = [], 0
-
-    for path in files:
-        size = size_estimate(path)
-        if is_bundle_file(path):
-            run.append(str(path))
-            run_size += size
-            if run_size >= chunk_bytes:
-                flush()
-            continue
-        flush()
-        if path.name.endswith(".gz") or size <= chunk_bytes:
-            chunks.append(Chunk(len(chunks), (str(path),), 0, -1, size))
-            continue
-        for start in range(0, size, chunk_bytes):
-            end = min(start + chunk_bytes, size)
-            chunks.append(Chunk(len(chunks), (str(path),), start, end, end - start))
-    flush()
-    return chunks
 
 
 def route(patient_id: str, shards: int, selection: Selection | None) -> int | None:
@@ -162,75 +96,6 @@ def route(patient_id: str, shards: int, selection: Selection | None) -> int | No
     if digest % selection.count != selection.index:
         return None
     return (digest // selection.count) % shards
-
-
-def _open_lines(path: Path) -> BinaryIO:
-    """Plain or gzip-compressed NDJSON (servers often hand out ``.ndjson.gz``)."""
-    if path.name.endswith(".gz"):
-        return cast(BinaryIO, gzip.open(path, "rb"))
-    return path.open("rb")
-
-
-Record = tuple[Any, bytes, dict[str, dict[str, Any]]]
-
-
-def _line_records(lines: Iterator[bytes]) -> Iterator[Record]:
-    for line in lines:
-        if line.strip():
-            try:
-                res = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                yield None, b"", {}
-                continue
-            yield res, line.rstrip(b"\r\n"), {}
-
-
-def _range_lines(path: Path, start: int, end: int) -> Iterator[bytes]:
-    """Lines that begin in [start, end): the line running over ``start`` is the previous chunk's."""
-    with path.open("rb") as handle:
-        if start > 0:
-            handle.seek(start - 1)
-            handle.readline()
-        pos = handle.tell()
-        while pos < end:
-            line = handle.readline()
-            if not line:
-                return
-            pos += len(line)
-            yield line
-
-
-def _file_records(path: Path, counts: Counts) -> Iterator[Record]:
-    """(parsed JSON, or None when unparseable; its raw bytes; the fullUrls of its Bundle)."""
-    with _open_lines(path) as handle:
-        if not is_bundle_file(path):
-            yield from _line_records(iter(handle))
-            return
-        raw = handle.read()
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        yield None, b"", {}
-        return
-    if not isinstance(doc, dict) or "resourceType" not in doc:
-        return  # not FHIR (a generator's metadata file): no resource to account for
-    flat = flatten(doc)
-    if flat.outcomes:
-        counts.warnings["operation_outcome"] += len(flat.outcomes)
-    if flat.skipped:
-        counts.unparseable_lines += flat.skipped
-    # Patients first, so that identifier references of the same Bundle can be resolved.
-    for res in sorted(flat.resources, key=lambda r: r.get("resourceType") != "Patient"):
-        if res.get("resourceType") in RESOURCE_TYPES:
-            yield res, orjson.dumps(res), flat.full_urls
-
-
-def _chunk_records(chunk: Chunk, counts: Counts) -> Iterator[Record]:
-    if chunk.end >= 0:
-        yield from _line_records(_range_lines(Path(chunk.files[0]), chunk.start, chunk.end))
-        return
-    for name in chunk.files:
-        yield from _file_records(Path(name), counts)
 
 
 class _Parts:
@@ -306,7 +171,7 @@ def partition_chunk(
     idents: IO[bytes] | None = None
     base = Path(workdir) / f"chunk-{chunk.index:06d}"
     try:
-        for seq, (res, line, full_urls) in enumerate(_chunk_records(chunk, counts)):
+        for seq, (res, line, full_urls) in enumerate(chunk_records(chunk, counts)):
             pos = b"%06d%010d" % (chunk.index, seq)
             if res is None:
                 counts.unparseable_lines += 1
