@@ -49,7 +49,6 @@ class Chunk:
 @dataclass(slots=True)
 class Counts:
     resources: int = 0
-    patients: int = 0
     unparseable_lines: int = 0
     without_patient: int = 0
     warnings: Counter[str] = field(default_factory=Counter)
@@ -57,7 +56,6 @@ class Counts:
     def add_to(self, stats: PartitionStats, *, general: bool) -> None:
         """``general``: also the records no patient owns (false in all shards but the first)."""
         stats.resources += self.resources
-        stats.patients += self.patients
         if general:
             stats.unparseable_lines += self.unparseable_lines
             stats.without_patient += self.without_patient
