@@ -245,8 +245,9 @@ def run_patient_job(
     if not files:
         raise FileNotFoundError(f"no *.ndjson files of types {resource_types} in {export_dir}")
     total = sum(size_estimate(p) for p in files)
-    # Many shards per process keep the processes busy to the end; none above shard_bytes.
-    shards = max(math.ceil(total / shard_bytes), 8 * jobs)
+    # Many shards per process keep the processes busy to the end (the last one to finish waits
+    # for at most one small shard); none above shard_bytes.
+    shards = max(math.ceil(total / shard_bytes), 16 * jobs)
     chunk_bytes = chunk_bytes or min(max(1 << 20, math.ceil(total / (8 * jobs))), 256 << 20)
     general = selection is None or selection.index == 0
     with tempfile.TemporaryDirectory(prefix="cds-bulk-") as tmp:
