@@ -152,6 +152,7 @@ def profile(
     out: Annotated[Path | None, typer.Option(help="HTML report to write.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     site_terminology: SiteDir = None,
+    jobs: Jobs = None,
 ) -> None:
     """Data coverage of an export for a model: features filled, look-alike codes not mapped,
     units, label balance of rows a required input would drop."""
@@ -160,7 +161,7 @@ def profile(
 
     spec = _spec(model, load_site(site_terminology))
     try:
-        result = profile_export(export, spec, model, progress=progress)
+        result = profile_export(export, spec, model, progress=progress, jobs=jobs_or_default(jobs))
     except FileNotFoundError as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from exc
     for line in text_report(result, spec):
