@@ -13,32 +13,30 @@ each file is parsed whole, so its size bounds memory the way a shard does.
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import math
 import tempfile
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
-
-import orjson
+from typing import Any
 
 from fhir_mappers.events import index_events, label_for
 from fhir_mappers.extract import aggregate
 from fhir_mappers.facts import normalize
-from fhir_mappers.resources import (
-    dedupe,
-    flatten,
-    has_modifier_extension,
-    patient_id_of,
-    patient_identifiers,
+from fhir_mappers.shards import (
+    RESOURCE_TYPES,
+    Counts,
+    Selection,
+    partition_chunk,
+    plan_chunks,
+    resolve_pending,
+    shard_patients,
+    size_estimate,
 )
 from fhir_mappers.spec import ModelSpec
 
-RESOURCE_TYPES = ("Patient", "Encounter", "Condition", "Observation")
 DEFAULT_SHARD_BYTES = 48 * 1024 * 1024
 META_COLUMNS = ("patient_id", "index_time", "anchor")
 
@@ -77,19 +75,6 @@ def export_files(export_dir: Path, resource_types: tuple[str, ...] = RESOURCE_TY
 _NOT_BUNDLES = ("_", "manifest.json")
 
 
-def _open_lines(path: Path) -> BinaryIO:
-    """Plain or gzip-compressed NDJSON (servers often hand out ``.ndjson.gz``)."""
-    if path.name.endswith(".gz"):
-        return cast(BinaryIO, gzip.open(path, "rb"))
-    return path.open("rb")
-
-
-def _size_estimate(path: Path) -> int:
-    """Bytes of NDJSON a file holds, to size the shards (gzip shrinks FHIR JSON about tenfold)."""
-    size = path.stat().st_size
-    return size * 10 if path.name.endswith(".gz") else size
-
-
 def export_sha256(export_dir: Path) -> str:
     """Hash of the export content the table was built from, for the model manifest."""
     digest = hashlib.sha256()
@@ -101,109 +86,6 @@ def export_sha256(export_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _shard_of(patient_id: str, shards: int) -> int:
-    return zlib.crc32(patient_id.encode()) % shards
-
-
-def _is_bundle_file(path: Path) -> bool:
-    return path.name.endswith((".json", ".json.gz"))
-
-
-def _file_records(
-    path: Path, stats: TableStats, progress: Callable[[int], None]
-) -> Iterator[tuple[Any, bytes, dict[str, dict[str, Any]]]]:
-    """(parsed JSON, or None when unparseable; its raw bytes; the fullUrls of its Bundle)."""
-    with _open_lines(path) as handle:
-        if not _is_bundle_file(path):
-            for line in handle:
-                progress(len(line))
-                if line.strip():
-                    try:
-                        res = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        yield None, b"", {}
-                        continue
-                    yield res, line.rstrip(b"\r\n"), {}
-            return
-        raw = handle.read()
-    progress(len(raw))
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        yield None, b"", {}
-        return
-    if not isinstance(doc, dict) or "resourceType" not in doc:
-        return  # not FHIR (a generator's metadata file): no resource to account for
-    flat = flatten(doc)
-    if flat.outcomes:
-        stats.warnings["operation_outcome"] += len(flat.outcomes)
-    if flat.skipped:
-        stats.unparseable_lines += flat.skipped
-    # Patients first, so that identifier references of the same Bundle can be resolved.
-    for res in sorted(flat.resources, key=lambda r: r.get("resourceType") != "Patient"):
-        if res.get("resourceType") in RESOURCE_TYPES:
-            yield res, orjson.dumps(res), flat.full_urls
-
-
-def _partition(
-    files: list[Path],
-    workdir: Path,
-    shards: int,
-    stats: TableStats,
-    progress: Callable[[int], None],
-) -> list[Path]:
-    paths = [workdir / f"shard-{i:04d}.ndjson" for i in range(shards)]
-    handles: list[IO[bytes]] = [p.open("wb") for p in paths]
-    # (system, value) -> Patient id, for {type: Patient, identifier} references. Patient files
-    # come first in an export, and a Bundle's Patients are learnt before its other entries.
-    identifiers: dict[tuple[str, str], str] = {}
-    try:
-        for path in files:
-            for res, line, full_urls in _file_records(path, stats, progress):
-                if res is None:
-                    stats.unparseable_lines += 1
-                    continue
-                if not isinstance(res, dict):
-                    stats.without_patient += 1
-                    continue
-                rid = res.get("id")
-                if res.get("resourceType") == "Patient" and isinstance(rid, str):
-                    identifiers.update(dict.fromkeys(patient_identifiers(res), rid))
-                pid = patient_id_of(res, full_urls, identifiers)
-                if pid is None:
-                    stats.without_patient += 1
-                    continue
-                # As at serving: a modifier extension this reader does not understand means
-                # the resource must not be processed (the byte check keeps reading fast).
-                if b'"modifierExtension"' in line and has_modifier_extension(res):
-                    stats.warnings["modifier_extension_skipped"] += 1
-                    continue
-                stats.resources += 1
-                out = handles[_shard_of(pid, shards)]
-                # The patient id travels in front of the raw line, so that reading a shard
-                # back groups raw bytes and parses one patient at a time.
-                out.write(pid.encode() + b"\t" + line + b"\n")
-    finally:
-        for out in handles:
-            out.close()
-    return paths
-
-
-def _patients_in(shard: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Group a shard's raw lines by patient; parse each patient only when it is yielded.
-
-    Holding raw bytes instead of parsed dicts keeps memory near the shard size and spares the
-    garbage collector from walking hundreds of megabytes of small objects.
-    """
-    grouped: dict[str, list[bytes]] = {}
-    with shard.open("rb") as handle:
-        for line in handle:
-            head, _, raw = line.partition(b"\t")
-            grouped.setdefault(head.decode(), []).append(raw)
-    for patient in sorted(grouped):
-        yield patient, [orjson.loads(raw) for raw in grouped.pop(patient)]
-
-
 def partition_export(
     export_dir: Path,
     stats: TableStats,
@@ -212,27 +94,34 @@ def partition_export(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     progress: bool = False,
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Yield (patient id, that patient's de-duplicated resources), one shard in memory at a time."""
+    """Yield (patient id, that patient's de-duplicated resources), one shard in memory at a time.
+
+    In this process, shard after shard; ``fhir_mappers.jobs`` runs the same steps in parallel."""
     from tqdm import tqdm
 
     files = export_files(export_dir, resource_types)
     if not files:
         raise FileNotFoundError(f"no *.ndjson files of types {resource_types} in {export_dir}")
-    total = sum(_size_estimate(p) for p in files)
+    total = sum(size_estimate(p) for p in files)
     shards = max(1, math.ceil(total / shard_bytes))
     with tempfile.TemporaryDirectory(prefix="cds-bulk-") as tmp:
+        results = []
         with tqdm(
             total=total, unit="B", unit_scale=True, desc="partition", disable=not progress
         ) as bar:
-            paths = _partition(files, Path(tmp), shards, stats, bar.update)
-        for shard in tqdm(paths, desc="extract", unit="shard", disable=not progress):
-            for pid, duplicated in _patients_in(shard):
-                stats.patients += 1
-                resources, duplicates = dedupe(duplicated)
-                if duplicates:
-                    stats.warnings["duplicate_resource"] += duplicates
-                yield pid, resources
-            shard.unlink()
+            for chunk in plan_chunks(files, shard_bytes):
+                results.append(partition_chunk(chunk, tmp, shards, None))
+                bar.update(chunk.size)
+        counts = Counts()
+        pending = resolve_pending(results, tmp, shards, None, counts)
+        for part_counts in [*(r.counts for r in results), counts]:
+            part_counts.add_to(stats, general=True)
+        for shard in tqdm(range(shards), desc="extract", unit="shard", disable=not progress):
+            parts = [r.parts[shard] for r in results if shard in r.parts]
+            parts += [pending[shard]] if shard in pending else []
+            yield from shard_patients(parts, stats)
+            for part in parts:
+                Path(part).unlink()
 
 
 def iter_rows(
@@ -242,16 +131,18 @@ def iter_rows(
     *,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     progress: bool = False,
+    patients: Iterable[tuple[str, list[dict[str, Any]]]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one row per index event: meta columns, feature values (None = missing), label.
 
     Every index event is a row: a feature marked ``required`` is a serving-time safety rule and
     never decides who is in the training population (the rows it would leave unscored are
-    counted in ``stats``)."""
+    counted in ``stats``). ``patients``: read these (one shard's, in a worker of
+    ``fhir_mappers.jobs``) instead of the whole export."""
     names = spec.feature_names
-    for pid, resources in partition_export(
-        export_dir, stats, shard_bytes=shard_bytes, progress=progress
-    ):
+    if patients is None:
+        patients = partition_export(export_dir, stats, shard_bytes=shard_bytes, progress=progress)
+    for pid, resources in patients:
         events = index_events(resources, spec)
         if not events:
             continue
@@ -285,14 +176,30 @@ def write_training_table(
     *,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     progress: bool = False,
+    jobs: int = 1,
+    selection: Selection | None = None,
 ) -> TableStats:
-    """Stream the table to CSV (empty cell = missing), sorted by patient and index time."""
-    stats = TableStats(export_sha256=export_sha256(export_dir))
+    """Stream the table to CSV (empty cell = missing), sorted by patient and index time.
+
+    ``jobs`` processes; ``selection``: only shard K of N of the patients (a partial table that
+    ``fhir_mappers.table_job.merge_table_parts`` joins to the whole)."""
+    from fhir_mappers.table_job import table_rows  # it runs iter_rows in the workers
+
+    stats = TableStats()
     columns = [*META_COLUMNS, *spec.feature_names, spec.label.name]
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     with out_csv.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        for row in iter_rows(export_dir, spec, stats, shard_bytes=shard_bytes, progress=progress):
+        for row in table_rows(
+            export_dir,
+            spec,
+            stats,
+            shard_bytes=shard_bytes,
+            progress=progress,
+            jobs=jobs,
+            selection=selection,
+            hash_export=True,
+        ):
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     return stats

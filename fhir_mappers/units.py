@@ -107,6 +107,10 @@ class UnitConverter:
             self._registry = PintUcumRegistry()
         return self._registry
 
+    def load(self) -> None:
+        """Build the registry now: a forkserver does, once, before it forks the workers."""
+        self._ureg()
+
     def converter(self, unit: str, canonical: str, molar_mass: float | None = None) -> Affine:
         if unit == canonical:
             return IDENTITY

@@ -38,6 +38,22 @@ SiteDir = Annotated[
     ),
 ]
 
+Jobs = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        min=1,
+        help="Processes reading the export's patient shards (default: the CPUs this process "
+        "may use).",
+    ),
+]
+
+
+def jobs_or_default(jobs: int | None) -> int:
+    from fhir_mappers.jobs import default_jobs
+
+    return jobs or default_jobs()
+
 
 def load_site(folder: Path | None) -> SiteTerminology:
     """The hospital's local codes from the folder; a refusal names the file and element."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cds_service.cli.common import SiteDir, fail, load_site
+from cds_service.cli.common import Jobs, SiteDir, fail, jobs_or_default, load_site
 from cds_service.cli.exit_codes import ExitCode
 from cds_service.paths import data_dir, models_dir
 
@@ -39,6 +39,7 @@ def train(
     models: Annotated[Path | None, typer.Option(help="Models root folder.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     site_terminology: SiteDir = None,
+    jobs: Jobs = None,
 ) -> None:
     """Train, calibrate and evaluate a model; write its artifact, manifest and model card."""
     from cds_service.training.config import ConfigError
@@ -58,6 +59,7 @@ def train(
             version=version,
             progress=progress,
             site=site,
+            jobs=jobs_or_default(jobs),
         )
     except TerminologyError as exc:
         raise fail(f"site terminology refused: {exc}", ExitCode.BAD_INPUT) from exc
@@ -88,17 +90,54 @@ def table(
     out: Annotated[Path | None, typer.Option(help="CSV to write.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     site_terminology: SiteDir = None,
+    jobs: Jobs = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="K/N: only shard K of N of the patients, a partial table to join with --merge "
+            "(one pod of a Kubernetes indexed Job each)."
+        ),
+    ] = None,
+    merge: Annotated[
+        Path | None,
+        typer.Option(help="Join the partial tables of --shard 0/N .. N-1/N in this folder."),
+    ] = None,
 ) -> None:
     """Build the training table (one row per index event, with the label) as CSV."""
     from cds_service.training.population import population_summary
     from fhir_mappers.bulk import write_training_table
+    from fhir_mappers.shards import Selection
+    from fhir_mappers.table_job import merge_table_parts, write_part_stats
 
-    site = load_site(site_terminology)
-    spec = _spec(model, site)
     target = out or data_dir() / "tables" / f"{model}.csv"
-    stats = write_training_table(export, spec, target, progress=progress)
-    typer.echo(f"{target}: {stats.resources} resources from {stats.patients} patients")
-    typer.echo(f"site terminology sha256: {site.sha256} ({len(site.files)} files)")
+    if merge is not None:
+        try:
+            stats = merge_table_parts(merge, target)
+        except (FileNotFoundError, ValueError) as exc:
+            raise fail(str(exc), ExitCode.BAD_INPUT) from exc
+        typer.echo(f"{target}: {stats.resources} resources from {stats.patients} patients")
+    else:
+        try:
+            selection = Selection.parse(shard) if shard is not None else None
+        except ValueError as exc:
+            raise fail(str(exc), ExitCode.BAD_INPUT) from exc
+        site = load_site(site_terminology)
+        spec = _spec(model, site)
+        try:
+            stats = write_training_table(
+                export,
+                spec,
+                target,
+                progress=progress,
+                jobs=jobs_or_default(jobs),
+                selection=selection,
+            )
+        except FileNotFoundError as exc:
+            raise fail(str(exc), ExitCode.BAD_INPUT) from exc
+        if selection is not None:
+            typer.echo(f"shard {selection}: {write_part_stats(target, stats, selection)}")
+        typer.echo(f"{target}: {stats.resources} resources from {stats.patients} patients")
+        typer.echo(f"site terminology sha256: {site.sha256} ({len(site.files)} files)")
     for line in population_summary(stats):
         typer.echo(line)
     if stats.warnings:
@@ -113,6 +152,7 @@ def profile(
     out: Annotated[Path | None, typer.Option(help="HTML report to write.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     site_terminology: SiteDir = None,
+    jobs: Jobs = None,
 ) -> None:
     """Data coverage of an export for a model: features filled, look-alike codes not mapped,
     units, label balance of rows a required input would drop."""
@@ -121,7 +161,7 @@ def profile(
 
     spec = _spec(model, load_site(site_terminology))
     try:
-        result = profile_export(export, spec, model, progress=progress)
+        result = profile_export(export, spec, model, progress=progress, jobs=jobs_or_default(jobs))
     except FileNotFoundError as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from exc
     for line in text_report(result, spec):

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cds_service.cli.common import SiteDir, engine, fail, load_site
+from cds_service.cli.common import Jobs, SiteDir, engine, fail, jobs_or_default, load_site
 from cds_service.cli.exit_codes import ExitCode
 from cds_service.paths import data_dir, models_dir
 
@@ -125,6 +125,7 @@ def audit_verify() -> None:
 def outcomes(
     export: Annotated[Path, typer.Option(help="FHIR Bulk export with the outcome encounters.")],
     site_terminology: SiteDir = None,
+    jobs: Jobs = None,
 ) -> None:
     """Derive outcomes for audited cards from a FHIR export (keyed by audit pseudonyms)."""
     from cds_service.audit.spool import Spool
@@ -140,7 +141,13 @@ def outcomes(
     eng = engine()
     writer = AuditWriter(eng, Spool(settings.spool_dir))
     stats = derive_outcomes(
-        eng, writer, models_dir(), export, settings.effective_pseudonym_key, site=site
+        eng,
+        writer,
+        models_dir(),
+        export,
+        settings.effective_pseudonym_key,
+        site=site,
+        jobs=jobs_or_default(jobs),
     )
     typer.echo(
         f"cards considered {stats.cards_considered}, outcomes written {stats.outcomes_written}, "

@@ -22,8 +22,9 @@ from sqlalchemy.engine import Engine
 from cds_service.audit.writer import AuditWriter
 from cds_service.db.tables import CardAudit, Outcome
 from cds_service.security.pseudonym import pseudonym
-from fhir_mappers.bulk import TableStats, export_files, partition_export
+from fhir_mappers.bulk import TableStats, export_files
 from fhir_mappers.events import IndexEvent, index_events, label_for
+from fhir_mappers.jobs import run_patient_job
 from fhir_mappers.site_binding import load_site_spec
 from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology
 from fhir_mappers.spec import ModelSpec
@@ -72,6 +73,54 @@ def _event_for(resources: list[dict[str, Any]], spec: ModelSpec, at: datetime) -
     return IndexEvent("none", at, at)
 
 
+@dataclass(slots=True)
+class OutcomeJob:
+    """Outcomes of one shard's patients (``fhir_mappers.jobs``); pickled once to each worker."""
+
+    cards: dict[str, list[tuple[str, str, datetime]]]
+    key: bytes
+    models_dir: Path
+    site: SiteTerminology
+    closes_at: datetime | None
+    now: datetime
+    specs: dict[str, ModelSpec] = field(default_factory=dict)
+
+    def _spec(self, model: str) -> ModelSpec:
+        spec = self.specs.get(model)
+        if spec is None:
+            spec = self.specs[model] = load_site_spec(
+                self.models_dir / model / "features.toml", self.site
+            )
+        return spec
+
+    def run(
+        self, patients: Iterator[tuple[str, list[dict[str, Any]]]], stats: TableStats
+    ) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        """(patient id, outcome row), or None for a card whose window is still open."""
+        for pid, resources in patients:
+            pseudo = pseudonym(self.key, "Patient", pid)
+            for card_uuid, model, requested in self.cards.get(pseudo, []):
+                spec = self._spec(model)
+                event = _event_for(resources, spec, requested)
+                relative = spec.label.relative_to == "anchor"
+                base = event.anchor_time if relative else event.index_time
+                if self.closes_at is not None and base + spec.label.window.end > self.closes_at:
+                    yield pid, None
+                    continue
+                yield (
+                    pid,
+                    {
+                        "card_uuid": card_uuid,
+                        "label_name": spec.label.name,
+                        "patient_pseudonym": pseudo,
+                        "model_name": model,
+                        "label": label_for(resources, event, spec.label),
+                        "source": "bulk-export",
+                        "derived_at": self.now,
+                    },
+                )
+
+
 def derive_outcomes(
     engine: Engine,
     writer: AuditWriter,
@@ -81,46 +130,34 @@ def derive_outcomes(
     *,
     derived_at: datetime | None = None,
     site: SiteTerminology = NO_SITE_TERMINOLOGY,
+    jobs: int = 1,
 ) -> OutcomeStats:
     """Labels for audited cards, read with the site's local codes as serving and training read
-    them (a label coded locally would otherwise count as no outcome)."""
+    them (a label coded locally would otherwise count as no outcome). ``jobs`` processes read
+    the export's patient shards; the outcomes are the same for any."""
     stats = OutcomeStats()
     cards = _cards_by_pseudonym(engine)
     if not cards:
         return stats
-    specs: dict[str, ModelSpec] = {}
-    closes_at = export_time(export_dir)
-    now = derived_at or datetime.now(UTC)
+    if not export_files(export_dir):
+        raise FileNotFoundError(f"no FHIR Bulk NDJSON files in {export_dir}")
+    job = OutcomeJob(
+        cards, key, models_dir, site, export_time(export_dir), derived_at or datetime.now(UTC)
+    )
     rows: list[dict[str, Any]] = []
-    for pid, resources in _patients(export_dir):
-        pseudo = pseudonym(key, "Patient", pid)
-        mine = cards.get(pseudo)
-        if not mine:
+    last_patient = None
+    for pid, row in run_patient_job(
+        export_dir, job, TableStats(), jobs=jobs, resource_types=_OUTCOME_TYPES
+    ):
+        if pid != last_patient:
+            stats.patients_seen += 1
+            last_patient = pid
+        stats.cards_considered += 1
+        if row is None:
+            stats.window_still_open += 1
             continue
-        stats.patients_seen += 1
-        for card_uuid, model, requested in mine:
-            stats.cards_considered += 1
-            spec = specs.get(model)
-            if spec is None:
-                spec = specs[model] = load_site_spec(models_dir / model / "features.toml", site)
-            event = _event_for(resources, spec, requested)
-            base = event.anchor_time if spec.label.relative_to == "anchor" else event.index_time
-            if closes_at is not None and base + spec.label.window.end > closes_at:
-                stats.window_still_open += 1
-                continue
-            label = label_for(resources, event, spec.label)
-            stats.by_label[spec.label.name] = stats.by_label.get(spec.label.name, 0) + label
-            rows.append(
-                {
-                    "card_uuid": card_uuid,
-                    "label_name": spec.label.name,
-                    "patient_pseudonym": pseudo,
-                    "model_name": model,
-                    "label": label,
-                    "source": "bulk-export",
-                    "derived_at": now,
-                }
-            )
+        stats.by_label[row["label_name"]] = stats.by_label.get(row["label_name"], 0) + row["label"]
+        rows.append(row)
         if len(rows) >= 1000:
             writer.write("outcomes", rows)
             stats.outcomes_written += len(rows)
@@ -130,9 +167,4 @@ def derive_outcomes(
     return stats
 
 
-def _patients(export_dir: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    if not export_files(export_dir):
-        raise FileNotFoundError(f"no FHIR Bulk NDJSON files in {export_dir}")
-    yield from partition_export(
-        export_dir, TableStats(), resource_types=("Patient", "Encounter", "Condition")
-    )
+_OUTCOME_TYPES = ("Patient", "Encounter", "Condition")

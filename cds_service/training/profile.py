@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fhir_mappers.bulk import TableStats, partition_export
+from fhir_mappers.bulk import TableStats
 from fhir_mappers.events import index_events, label_for
 from fhir_mappers.extract import aggregate
 from fhir_mappers.facts import normalize
+from fhir_mappers.jobs import run_patient_job
 from fhir_mappers.spec import FeatureSpec, ModelSpec
 from fhir_mappers.units import DEFAULT_CONVERTER, UnitError, quantity_unit
 
@@ -124,27 +126,67 @@ def _note_codes(profile: Profile, resources: list[dict[str, Any]]) -> None:
                 seen.units[unit] += 1
 
 
-def profile_export(
-    export_dir: Path, spec: ModelSpec, model: str, *, progress: bool = False
-) -> Profile:
-    """One pass over the export with the same mapper as training and serving."""
-    profile = Profile(model=model, stats=TableStats())
-    for _pid, resources in partition_export(export_dir, profile.stats, progress=progress):
-        _note_codes(profile, resources)
-        events = index_events(resources, spec)
-        if not events:
+def _note_patient(
+    profile: Profile, resources: list[dict[str, Any]], spec: ModelSpec, stats: TableStats
+) -> None:
+    _note_codes(profile, resources)
+    events = index_events(resources, spec)
+    if not events:
+        return
+    facts = normalize(resources, spec)
+    stats.warnings.update(facts.warnings)
+    for event in events:
+        extraction = aggregate(facts, event.index_time, spec, event.anchor_time)
+        label = label_for(resources, event, spec.label)
+        profile.events += 1
+        profile.positives += label
+        profile.present.update(n for n, v in extraction.values.items() if v is not None)
+        if extraction.missing_required(spec):
+            profile.missing_required_rows += 1
+            profile.missing_required_positives += label
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileJob:
+    """One profile per patient, in a worker of ``fhir_mappers.jobs``; added up in patient order."""
+
+    spec: ModelSpec
+    model: str
+
+    def run(
+        self, patients: Iterator[tuple[str, list[dict[str, Any]]]], stats: TableStats
+    ) -> Iterator[tuple[str, Profile]]:
+        for pid, resources in patients:
+            mine = Profile(self.model, TableStats())
+            _note_patient(mine, resources, self.spec, stats)
+            yield pid, mine
+
+
+def _add(profile: Profile, part: Profile) -> None:
+    """A code's display is the one of the first patient (by id) that has the code."""
+    profile.events += part.events
+    profile.positives += part.positives
+    profile.present.update(part.present)
+    profile.missing_required_rows += part.missing_required_rows
+    profile.missing_required_positives += part.missing_required_positives
+    for key, seen in part.codes.items():
+        known = profile.codes.get(key)
+        if known is None:
+            profile.codes[key] = seen
             continue
-        facts = normalize(resources, spec)
-        profile.stats.warnings.update(facts.warnings)
-        for event in events:
-            extraction = aggregate(facts, event.index_time, spec, event.anchor_time)
-            label = label_for(resources, event, spec.label)
-            profile.events += 1
-            profile.positives += label
-            profile.present.update(n for n, v in extraction.values.items() if v is not None)
-            if extraction.missing_required(spec):
-                profile.missing_required_rows += 1
-                profile.missing_required_positives += label
+        known.count += seen.count
+        known.units.update(seen.units)
+
+
+def profile_export(
+    export_dir: Path, spec: ModelSpec, model: str, *, progress: bool = False, jobs: int = 1
+) -> Profile:
+    """One pass over the export with the same mapper as training and serving, in ``jobs``
+    processes; the profile is the same for any."""
+    profile = Profile(model=model, stats=TableStats())
+    job = ProfileJob(spec, model)
+    for _pid, part in run_patient_job(export_dir, job, profile.stats, jobs=jobs, progress=progress):
+        _add(profile, part)
     return profile
 
 

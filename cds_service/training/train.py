@@ -30,10 +30,11 @@ from cds_service.stats import (
 from cds_service.training.config import TrainingConfig, load_training_config
 from cds_service.training.model_card import render_model_card
 from cds_service.training.population import check_population, scorable_mask
-from fhir_mappers.bulk import TableStats, export_sha256, iter_rows
+from fhir_mappers.bulk import TableStats
 from fhir_mappers.site_binding import load_site_spec
 from fhir_mappers.site_terminology import NO_SITE_TERMINOLOGY, SiteTerminology
 from fhir_mappers.spec import ModelSpec
+from fhir_mappers.table_job import table_rows
 
 MANIFEST_SCHEMA = 1
 CODE_FILES = ("fhir_mappers", "cds_service/training", "cds_service/stats")
@@ -68,10 +69,11 @@ def code_sha256() -> str:
 
 
 def build_table(
-    export_dir: Path, spec: ModelSpec, *, progress: bool = False
+    export_dir: Path, spec: ModelSpec, *, progress: bool = False, jobs: int = 1
 ) -> tuple[Table, TableStats]:
-    stats = TableStats(export_sha256=export_sha256(export_dir))
-    rows = list(iter_rows(export_dir, spec, stats, progress=progress))
+    """``jobs`` processes read the export's patient shards; the table is the same for any."""
+    stats = TableStats()
+    rows = list(table_rows(export_dir, spec, stats, progress=progress, jobs=jobs, hash_export=True))
     rows.sort(key=lambda r: (r["patient_id"], r["index_time"], r["anchor"]))
     names = spec.feature_names
     x = np.array(
@@ -176,6 +178,7 @@ def train_model(
     version: str | None = None,
     progress: bool = False,
     site: SiteTerminology = NO_SITE_TERMINOLOGY,
+    jobs: int = 1,
 ) -> TrainResult:
     """``site``: the hospital's local codes, read into the table like at serving; the spec hash
     in the manifest stays the file's, the terminology hash is recorded beside it."""
@@ -186,7 +189,7 @@ def train_model(
     cfg = load_training_config(model_dir / "training.toml")
     export = export_dir or (PROJECT_ROOT / cfg.export)
     version = version or cfg.version
-    table, stats = build_table(export, spec, progress=progress)
+    table, stats = build_table(export, spec, progress=progress, jobs=jobs)
     check_population(stats, cfg.max_unscorable_positive_share)
     scorable = scorable_mask(spec, table.names, table.x)
     if scorable.sum() < 50 or not 0 < table.y[scorable].sum() < scorable.sum():
