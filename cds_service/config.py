@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     # Who the deployment trail names for changes the service records itself (default: the
     # process user), e.g. a change of site terminology.
     operator: str | None = None
+    # Retention in days per audit table, as JSON ({"card_audit": 365}); unset tables keep the
+    # defaults of cds_service/db/retention.py (card audit 184 days, the least it may be).
+    retention_days: dict[str, int] = Field(default_factory=dict)
+    # Where `cds-service audit purge` writes the Parquet archive of what it purges.
+    archive_dir: Path = Field(default_factory=lambda: data_dir() / "archive")
+    # Small-cell suppression: a figure computed from fewer than this many cards or patients is
+    # withheld from every output that leaves the database (docs/quality-views.md).
+    small_cell_min: int = Field(default=10, ge=1)
 
     @field_validator("site_terminology_dir", mode="before")
     @classmethod
