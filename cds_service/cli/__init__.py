@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from cds_service.cli import data, keys, lifecycle, monitor, moved, serve
+from cds_service.cli import quality as quality_cli
 from cds_service.cli import retention as retention_cli
 from cds_service.cli.db import db_app
 from cds_service.cli.exit_codes import ExitCode
@@ -46,3 +47,5 @@ app.command(hidden=True, context_settings=moved.MOVED_SETTINGS)(moved.synth)
 app.command(hidden=True, context_settings=moved.MOVED_SETTINGS)(moved.simulate)
 # Retention: archive to Parquet, purge, record in the trail.
 lifecycle.audit_app.command("purge")(retention_cli.purge)
+# Evidence for the quality team.
+app.command()(quality_cli.thresholds)
