@@ -49,3 +49,4 @@ app.command(hidden=True, context_settings=moved.MOVED_SETTINGS)(moved.simulate)
 lifecycle.audit_app.command("purge")(retention_cli.purge)
 # Evidence for the quality team.
 app.command()(quality_cli.thresholds)
+app.command()(quality_cli.fairness)

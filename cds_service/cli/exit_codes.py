@@ -18,3 +18,4 @@ class ExitCode(IntEnum):
     UNREACHABLE = 5  # the service did not answer
     GATE = 6  # promotion refused by the validation gate
     CHAIN = 7  # deployment chain broken
+    FAIRNESS = 8  # a fairness ratio outside the rule (cds-service fairness)

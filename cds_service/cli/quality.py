@@ -95,3 +95,64 @@ def thresholds(
     if not burden.risk_cards:
         raise fail(f"no {role} risk cards of {model} in the period", ExitCode.BAD_INPUT)
     typer.echo(render_burden(burden, Settings().small_cell_min))
+
+
+def fairness(
+    model: Annotated[str, typer.Option("--model", help="Model name (models/<name>).")],
+    start: Annotated[str, typer.Option("--from", help="Start date/time (ISO 8601).")],
+    end: Annotated[str, typer.Option("--to", help="End date/time, exclusive (ISO 8601).")],
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Flag risk >= this (default: the card's warning/critical indicator)."),
+    ] = None,
+    reference: Annotated[
+        list[str] | None,
+        typer.Option(help="Reference group, e.g. sex=male (default: each kind's largest)."),
+    ] = None,
+    min_ratio: Annotated[
+        float, typer.Option(help="Rule: ratios within [r, 1/r] (four-fifths: 0.8).")
+    ] = 0.8,
+    role: Annotated[str, typer.Option(help="live or shadow.")] = "live",
+    env: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
+) -> None:
+    """Fairness ratios per subgroup (sex, age band) against a reference group: flag rate,
+    sensitivity and PPV, with a four-fifths style rule (exit 8 on a finding)."""
+    from cds_service.config import Settings
+    from cds_service.monitoring.context import load_context
+    from cds_service.monitoring.fairness import fairness_counts
+    from cds_service.monitoring.fairness_report import findings, references, render_fairness
+
+    t0, t1 = parse_moment(start, "--from"), parse_moment(end, "--to")
+    if t1 <= t0 or not 0 < min_ratio < 1:
+        raise fail("--to must be after --from, and --min-ratio between 0 and 1", ExitCode.BAD_INPUT)
+    chosen = dict(r.split("=", 1) for r in reference or [] if "=" in r)
+    chosen = {kind: f"{kind}={value}" for kind, value in chosen.items()}
+    labels = _labels(model)
+    bands = next((load_context(models_dir(), model, v).age_bands for v in sorted(labels)), None)
+    eng = engine()
+    try:
+        counts = fairness_counts(
+            eng,
+            model,
+            t0,
+            t1,
+            labels=labels,
+            threshold=threshold,
+            role=role,
+            environment=env,
+            **({"age_bands": bands} if bands else {}),
+        )
+    finally:
+        eng.dispose()
+    if not counts.groups:
+        raise fail(
+            f"no {role} risk cards of {model} with sex or age in the period", ExitCode.BAD_INPUT
+        )
+    try:
+        refs = references(counts, chosen)
+    except ValueError as exc:
+        raise fail(str(exc), ExitCode.BAD_INPUT) from exc
+    minimum = Settings().small_cell_min
+    typer.echo(render_fairness(counts, refs, min_ratio, minimum))
+    if findings(counts, refs, min_ratio, minimum):
+        raise typer.Exit(int(ExitCode.FAIRNESS))
