@@ -28,6 +28,7 @@ from cds_service.db.deployments import (
 from cds_service.db.engine import upgrade
 from cds_service.db.purge import purge, verify_archives
 from cds_service.db.retention import RetentionError, cutoffs, policy
+from cds_service.db.tables import Alert
 from tests.utils.audit_rows import card_row, feedback_row, insert, outcome_row
 from tests.utils.service import BACKENDS, Database, new_database
 
@@ -238,3 +239,44 @@ def test_cli_purge_then_verify(
     assert verified.exit_code == 0, verified.output
     assert "deployment chain intact (3 records)" in verified.output
     assert "3 archive(s) match" in verified.output
+
+
+def test_alerts_purged_by_their_own_policy(db: Database, tmp_path: Path) -> None:
+    def alert(days_ago: int) -> dict[str, Any]:
+        at = NOW - timedelta(days=days_ago)
+        return {
+            "run_id": "r1",
+            "service_id": "ed-admission-risk",
+            "model_name": "ed-admission",
+            "model_version": "1.0.0",
+            "environment": "production",
+            "window_start": at - timedelta(days=1),
+            "window_end": at,
+            "metric": "psi",
+            "value": 0.3,
+            "created_at": at,
+            "threshold": 0.2,
+            "severity": "warning",
+            "message": "psi of age",
+        }
+
+    alerts: sa.Table = Alert.__table__  # type: ignore[attr-defined]
+    with db.engine.begin() as conn:
+        conn.execute(alerts.insert(), [alert(d) for d in (5, 40, 41, 400)])
+    _fill(db, NOW)
+    days = policy({"alerts": 30})
+    chosen = cutoffs(days, NOW, tables=["alerts"])
+    done = purge(
+        db.engine,
+        chosen,
+        archive_dir=tmp_path,
+        by="x",
+        reason="policy",
+        environment="production",
+        now=NOW,
+    )
+    assert [(d.table, d.rows) for d in done] == [("alerts", 3)]
+    assert db.rows("SELECT count(*) AS n FROM alerts")[0]["n"] == 1
+    assert _counts(db)["card_audit"] == 42  # other tables untouched
+    assert pq.read_table(done[0].file).num_rows == 3  # type: ignore[arg-type]
+    assert verify_chain(db.engine) == [] and verify_archives(db.engine, tmp_path) == []
