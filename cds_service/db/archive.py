@@ -74,6 +74,7 @@ def archive_rows(
     """Write the rows of ``table`` matching ``where`` to ``path`` (refusing to overwrite)."""
     schema = parquet_schema(table)
     names = [c.name for c in table.columns]
+    times = {c.name for c in table.columns if isinstance(c.type, sa.DateTime)}
     rows = 0
     oldest: datetime | None = None
     newest: datetime | None = None
@@ -84,10 +85,10 @@ def archive_rows(
             execution_options={"yield_per": BATCH_ROWS},
         )
         for batch in result.partitions():
-            columns: dict[str, list[Any]] = {n: [] for n in names}
-            for row in batch:
-                for name, value in zip(names, row, strict=True):
-                    columns[name].append(_utc(value))
+            columns: dict[str, list[Any]] = {
+                name: [_utc(v) for v in values] if name in times else list(values)
+                for name, values in zip(names, zip(*batch, strict=True), strict=True)
+            }
             moments = [m for m in columns[time_column] if m is not None]
             if moments:
                 oldest = min([*moments, oldest] if oldest else moments)

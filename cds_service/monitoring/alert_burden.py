@@ -68,6 +68,7 @@ class AlertBurden:
     positives: int = 0
     versions: list[str] = field(default_factory=list)
     rows: list[ThresholdFigures] = field(default_factory=list)
+    environment: str | None = None  # None: every environment
 
 
 def parse_shifts(text: str) -> dict[str, int]:
@@ -147,6 +148,7 @@ def alert_burden(
         dict(shifts),
         max(local_days, 1),
         rows=[ThresholdFigures(t) for t in grid],
+        environment=environment,
     )
     with engine.connect() as conn:
         out.versions = sorted(

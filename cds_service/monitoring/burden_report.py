@@ -38,7 +38,8 @@ def _shift_hours(b: AlertBurden) -> str:
 def render_burden(b: AlertBurden, minimum: int) -> str:
     versions = ", ".join(b.versions) or "none"
     head = [
-        f"alert burden of {b.model} ({b.role}, version(s) {versions}), "
+        f"alert burden of {b.model} ({b.role}, version(s) {versions}, "
+        f"{b.environment or 'all environments'}), "
         f"{b.start.isoformat()} to {b.end.isoformat()}: {b.days} day(s)",
         f"risk cards {suppressed(b.risk_cards, minimum)}, with an outcome "
         f"{suppressed(b.labelled, minimum)}, positive {suppressed(b.positives, minimum)}",
