@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # Where `cds-service audit purge` writes the Parquet archive of what it purges.
     archive_dir: Path = Field(default_factory=lambda: data_dir() / "archive")
     # Small-cell suppression: a figure computed from fewer than this many cards or patients is
-    # withheld from every output that leaves the database (docs/quality-views.md).
+    # withheld from every output that leaves the database (docs/monitoring.md).
     small_cell_min: int = Field(default=10, ge=1)
 
     @field_validator("site_terminology_dir", mode="before")

@@ -55,7 +55,10 @@ def purge(
     from cds_service.db.retention import RetentionError, cutoffs, policy
     from cds_service.monitoring.suppression import suppressed
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as exc:  # e.g. CDS_RETENTION_DAYS that is not a JSON object of days
+        raise fail(f"settings refused: {exc}", ExitCode.BAD_INPUT) from exc
     now = datetime.now(UTC)
     moment = parse_moment(before, "--before") if before else None
     try:

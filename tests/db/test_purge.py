@@ -223,6 +223,10 @@ def test_cli_purge_then_verify(
     refused = runner.invoke(app, args)
     assert refused.exit_code == ExitCode.BAD_INPUT
     assert "card_audit must be kept at least 184 days" in refused.output
+    monkeypatch.setenv("CDS_RETENTION_DAYS", "card_audit=190")
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == ExitCode.BAD_INPUT
+    assert "retention_days" in refused.output
     monkeypatch.setenv("CDS_RETENTION_DAYS", '{"card_audit": 190}')
 
     dry = runner.invoke(app, [*args, "--dry-run"])
