@@ -37,6 +37,21 @@ def _labels(model: str) -> dict[str, str]:
     return {c.version: c.label for c in contexts if c.label}
 
 
+def _band_limits(model: str) -> list[float]:
+    """The band limits (``below``) of the hook definitions that answer with ``model``."""
+    from cds_service.cli.common import hook_definitions
+
+    return sorted(
+        {
+            band.below
+            for d in hook_definitions().values()
+            if any(name == model for name, _version in d.model_versions)
+            for band in d.bands
+            if band.below != float("inf")
+        }
+    )
+
+
 def thresholds(
     model: Annotated[str, typer.Option("--model", help="Model name (models/<name>).")],
     start: Annotated[str, typer.Option("--from", help="Start date/time (ISO 8601).")],
@@ -47,7 +62,10 @@ def thresholds(
     version: Annotated[str | None, typer.Option(help="Only this model version.")] = None,
     env: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
     grid: Annotated[
-        str | None, typer.Option(help="Thresholds, e.g. 0.1,0.2,0.3 (default 0.05 to 0.95).")
+        str | None,
+        typer.Option(
+            help="Thresholds, e.g. 0.1,0.2,0.3 (default 0.05 to 0.95; band limits added)."
+        ),
     ] = None,
     timezone: Annotated[
         str, typer.Option(help="IANA zone of the hospital's days and shifts.")
@@ -75,6 +93,7 @@ def thresholds(
         shift_hours = parse_shifts(shifts)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise fail(f"--timezone/--shifts: {exc}", ExitCode.BAD_INPUT) from exc
+    current = _band_limits(model)
     eng = engine()
     try:
         burden = alert_burden(
@@ -83,7 +102,7 @@ def thresholds(
             t0,
             t1,
             labels=_labels(model),
-            grid=_grid(grid),
+            grid=sorted({*_grid(grid), *current}),
             role=role,
             version=version,
             environment=env,
@@ -94,7 +113,7 @@ def thresholds(
         eng.dispose()
     if not burden.risk_cards:
         raise fail(f"no {role} risk cards of {model} in the period", ExitCode.BAD_INPUT)
-    typer.echo(render_burden(burden, Settings().small_cell_min))
+    typer.echo(render_burden(burden, Settings().small_cell_min, current))
 
 
 def fairness(

@@ -4,6 +4,8 @@ minimum leaves the database."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cds_service.monitoring.alert_burden import AlertBurden, ThresholdFigures
 from cds_service.monitoring.suppression import SUPPRESSED, is_small, suppressed, suppressed_ratio
 
@@ -35,7 +37,8 @@ def _shift_hours(b: AlertBurden) -> str:
     return ", ".join(spans)
 
 
-def render_burden(b: AlertBurden, minimum: int) -> str:
+def render_burden(b: AlertBurden, minimum: int, current: Sequence[float] = ()) -> str:
+    """The grid; thresholds in ``current`` (the hook definitions' band limits) get a ``*``."""
     versions = ", ".join(b.versions) or "none"
     head = [
         f"alert burden of {b.model} ({b.role}, version(s) {versions}, "
@@ -47,6 +50,8 @@ def render_burden(b: AlertBurden, minimum: int) -> str:
         f"shifts ({b.timezone}): {_shift_hours(b)}",
         f"figures from fewer than {minimum} cards show as <{minimum} or {SUPPRESSED}",
     ]
+    if current:
+        head.append("* a band limit of the model's hook definition(s) today")
     shift_names = list(b.shifts)
     columns = ["threshold", "alerts", "per day", "peak day"]
     columns += [f"{s}/day" for s in shift_names]
@@ -54,7 +59,8 @@ def render_burden(b: AlertBurden, minimum: int) -> str:
     table = [columns]
     for f in b.rows:
         alerts = suppressed(f.alerts, minimum)
-        line = [f"{f.threshold:.2f}", alerts, _per_day(f.alerts, b.days, minimum)]
+        mark = "*" if any(abs(f.threshold - c) < 1e-9 for c in current) else ""
+        line = [f"{f.threshold:.2f}{mark}", alerts, _per_day(f.alerts, b.days, minimum)]
         line.append(suppressed(f.peak_day, minimum))
         line += [_per_day(f.by_shift.get(s, 0), b.days, minimum) for s in shift_names]
         line += [

@@ -217,7 +217,9 @@ def test_cli_prints_the_grid(db: Database, tmp_path: Path, monkeypatch: pytest.M
     grid = lines[header + 1 :]
     assert len(grid) == len(DEFAULT_GRID)
     hand = _by_hand(db, 0.5)
-    row = next(line.split() for line in grid if line.split()[0] == "0.50")
+    # the hook definition's band limits (ed-admission-risk: 0.2 and 0.5) are marked
+    assert [line.split()[0] for line in grid if "*" in line.split()[0]] == ["0.20*", "0.50*"]
+    row = next(line.split() for line in grid if line.split()[0] == "0.50*")
     assert row[1] == str(hand["alerts"])
     assert row[2] == f"{hand['alerts'] / 28:.1f}"
     assert row[-2] == f"{hand['tp'] / hand['labelled']:.3f}"
