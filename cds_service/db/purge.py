@@ -18,13 +18,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
 from cds_service.db import tables as _tables  # noqa: F401  (declares the tables)
-from cds_service.db.archive import archive_rows
-from cds_service.db.deployments import PURGE_ACTION, RETENTION_RECORD, append_locked, lock_trail
+from cds_service.db.archive import archive_rows, file_sha256
+from cds_service.db.deployments import (
+    PURGE_ACTION,
+    RETENTION_RECORD,
+    all_records,
+    append_locked,
+    lock_trail,
+)
 from cds_service.db.retention import RETAINED, RetainedTable
 
 __all__ = ["PurgeMismatch", "PurgedTable", "purge", "verify_archives"]
@@ -166,11 +173,6 @@ def purge(
 def verify_archives(engine: Engine, folder: Path) -> list[str]:
     """Problems with the archive files the purge records name: missing, another sha256, or
     another row count than the record says was purged. Empty: every archive matches."""
-    import pyarrow.parquet as pq
-
-    from cds_service.db.archive import file_sha256
-    from cds_service.db.deployments import all_records
-
     problems = []
     for row in all_records(engine):
         if row["action"] != PURGE_ACTION:
