@@ -101,6 +101,15 @@ class Settings(BaseSettings):
             raise ValueError(f"CDS_DISPLAY_TIMEZONE {value!r} is not an IANA time zone") from None
         return value
 
+    # Retention in days per audit table, as JSON ({"card_audit": 365}); unset tables keep the
+    # defaults of cds_service/db/retention.py (card audit 184 days, the least it may be).
+    retention_days: dict[str, int] = Field(default_factory=dict)
+    # Where `cds-service audit purge` writes the Parquet archive of what it purges.
+    archive_dir: Path = Field(default_factory=lambda: data_dir() / "archive")
+    # Small-cell suppression: a figure computed from fewer than this many cards or patients is
+    # withheld from every output that leaves the database (docs/monitoring.md).
+    small_cell_min: int = Field(default=10, ge=1)
+
     @field_validator("site_terminology_dir", mode="before")
     @classmethod
     def _empty_is_no_folder(cls, value: object) -> object:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import typer
 
 from cds_service.cli import data, keys, lifecycle, monitor, moved, serve
+from cds_service.cli import quality as quality_cli
+from cds_service.cli import retention as retention_cli
 from cds_service.cli.db import db_app
 from cds_service.cli.exit_codes import ExitCode
 
@@ -43,3 +45,8 @@ app.add_typer(db_app, name="db")
 # Moved to python -m cds_devtools (hidden; a pointer for old notes and model cards).
 app.command(hidden=True, context_settings=moved.MOVED_SETTINGS)(moved.synth)
 app.command(hidden=True, context_settings=moved.MOVED_SETTINGS)(moved.simulate)
+# Retention: archive to Parquet, purge, record in the trail.
+lifecycle.audit_app.command("purge")(retention_cli.purge)
+# Evidence for the quality team.
+app.command()(quality_cli.thresholds)
+app.command()(quality_cli.fairness)

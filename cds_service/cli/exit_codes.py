@@ -19,3 +19,4 @@ class ExitCode(IntEnum):
     GATE = 6  # promotion refused by the validation gate
     CHAIN = 7  # deployment chain broken
     CALLS_FAILED = 8  # every call to the service was refused or failed
+    FAIRNESS = 9  # a fairness ratio outside the rule (cds-service fairness)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cds_service.cli.common import Jobs, SiteDir, engine, fail, jobs_or_default, load_site
 from cds_service.cli.exit_codes import ExitCode
 from cds_service.paths import data_dir, models_dir
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 Env = Annotated[str, typer.Option("--env", help="acceptance | production | development")]
 By = Annotated[str, typer.Option("--by", help="Who decides (name or user id).")]
@@ -109,17 +112,39 @@ def retire(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the hash chain of the deployment records."""
-    from cds_service.db.deployments import all_records, verify_chain
-
+def audit_verify(
+    archive: Annotated[
+        Path | None,
+        typer.Option(help="Also check the purge archives in this folder (sha256, row count)."),
+    ] = None,
+) -> None:
+    """Check the hash chain of the deployment records (purge records included)."""
     eng = engine()
+    try:
+        _verify(eng, archive)
+    finally:
+        eng.dispose()
+
+
+def _verify(eng: Engine, archive: Path | None) -> None:
+    from cds_service.db.deployments import PURGE_ACTION, all_records, verify_chain
+    from cds_service.db.purge import verify_archives
+
     problems = verify_chain(eng)
     if problems:
         for problem in problems:
             typer.echo(problem)
         raise fail(f"deployment chain broken ({len(problems)} problem(s))", ExitCode.CHAIN)
-    typer.echo(f"deployment chain intact ({len(all_records(eng))} records)")
+    records = all_records(eng)
+    typer.echo(f"deployment chain intact ({len(records)} records)")
+    if archive is not None:
+        archive_problems = verify_archives(eng, archive)
+        for problem in archive_problems:
+            typer.echo(problem)
+        if archive_problems:
+            raise fail(f"{len(archive_problems)} archive(s) do not match", ExitCode.CHAIN)
+        purges = sum(1 for r in records if r["action"] == PURGE_ACTION)
+        typer.echo(f"{purges} archive(s) match their purge records")
 
 
 def outcomes(

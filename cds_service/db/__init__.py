@@ -1,7 +1,8 @@
 """The database: engines for SQLite and PostgreSQL, the Alembic migrations, the tables, the
 quality views' columns, the advisory locks and the hash-chained deployment trail (read by the
-serving registry, written by lifecycle). tests/db checks that the tables and views declared
-here are what the migrations build."""
+serving registry, written by lifecycle), and retention: the policy per table (retention), the
+Parquet archive (archive) and the purge that records itself in the trail (purge). tests/db
+checks that the tables and views declared here are what the migrations build."""
 
 from cds_service.db.engine import MIGRATIONS, make_engine, normalize_url, upgrade
 from cds_service.db.locks import AdvisoryLock, session_lock, transaction_lock

@@ -29,6 +29,12 @@ ENVIRONMENTS = ("development", "acceptance", "production")
 # this reserved name (never a model folder) and artifact_sha256 the terminology hash.
 TERMINOLOGY_RECORD = "site-terminology"
 TERMINOLOGY_ACTION = "terminology"
+# Records of an audit purge (cds_service/db/purge.py): model_name is this reserved name,
+# model_version the purged table, artifact_sha256 the sha256 of the Parquet archive of the rows.
+RETENTION_RECORD = "audit-retention"
+PURGE_ACTION = "purge"
+# Actions that record something other than a model version's deployment.
+NON_DEPLOYMENT_ACTIONS = (TERMINOLOGY_ACTION, PURGE_ACTION)
 HASHED_FIELDS = (
     "model_name",
     "model_version",
@@ -91,6 +97,17 @@ def append_terminology_change(
         return _append_locked(conn, record)
 
 
+def lock_trail(conn: Connection) -> None:
+    """Hold the trail's lock for the rest of ``conn``'s transaction (then use append_locked)."""
+    _lock(conn)
+
+
+def append_locked(conn: Connection, record: dict[str, Any]) -> dict[str, Any]:
+    """Append within a transaction that holds :func:`lock_trail`, so the record commits (or
+    rolls back) together with the caller's other statements."""
+    return _append_locked(conn, record)
+
+
 def _lock(conn: Connection) -> None:
     transaction_lock(conn, AdvisoryLock.DEPLOYMENTS)
     if conn.dialect.name == "sqlite":
@@ -142,7 +159,7 @@ def current_state(records: list[dict[str, Any]], environment: str) -> dict[str, 
     """Replay the records of one environment: model name -> live version and shadow versions."""
     state: dict[str, ModelState] = {}
     for row in records:
-        if row["environment"] != environment or row["action"] == TERMINOLOGY_ACTION:
+        if row["environment"] != environment or row["action"] in NON_DEPLOYMENT_ACTIONS:
             continue
         s = state.setdefault(row["model_name"], ModelState())
         version, action, role = row["model_version"], row["action"], row["role"]

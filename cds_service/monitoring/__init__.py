@@ -5,6 +5,8 @@ alerts (read through the v_* views). docs/monitoring.md explains every figure.
 Modules: thresholds (when a figure alerts), windows (time windows), context (what a model
 version's manifest says), accumulate (streaming the cards), figures (the statistics of a
 window), results and alerts (rows written), run (one run), schedule (the scheduled run).
+Evidence for the quality team: alert_burden and burden_report (alerts per threshold), fairness
+and fairness_report (ratios to a reference group), suppression (the small-cell rule).
 """
 
 from cds_service.monitoring.report import AlertRecord, GroupKey, MonitorReport

@@ -127,7 +127,8 @@ def _collect(
 ) -> tuple[queries.DashboardData, queries.Options, list[str]]:
     with st.writer.engine.connect() as conn:
         f, opts, notices = _filters(q, conn, st.registry, st.settings)
-    return queries.collect(st.writer.engine, st.registry, f), opts, notices
+    data = queries.collect(st.writer.engine, st.registry, f, st.settings.small_cell_min)
+    return data, opts, notices
 
 
 # --- pages ------------------------------------------------------------------------------------

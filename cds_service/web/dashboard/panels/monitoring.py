@@ -146,8 +146,14 @@ def subgroup_panel(data: DashboardData) -> str:
         "<th>Prevalence</th><th>AUROC</th><th>Brier</th></tr>"
     )
     body = []
+    small = f"<{data.small_cell_min}"
     for row in data.subgroups:
         fig = row.figures
+        hidden = set(row.suppressed)
+
+        def cell(metric: str, text: str) -> str:
+            return esc(small if metric in hidden else text)  # noqa: B023 (used in this loop)
+
         volume = fig.get("volume", (None, 0))[0]
         outcomes = fig.get("outcomes", (None, 0))[0]
         auroc = fig.get("auroc", (None, 0))[0]
@@ -161,12 +167,12 @@ def subgroup_panel(data: DashboardData) -> str:
             flag = " class='flag' title='more than the gate allows below the overall AUROC'"
         body.append(
             f"<tr><th scope='row'>{esc(row.subgroup)}</th>"
-            f"<td>{esc(num(volume, 0))}</td>"
-            f"<td>{esc(pct(fig.get('alert_rate', (None, 0))[0]))}</td>"
-            f"<td>{esc(num(outcomes, 0))}</td>"
-            f"<td>{esc(pct(fig.get('prevalence', (None, 0))[0]))}</td>"
-            f"<td{flag}>{esc(num(auroc))}</td>"
-            f"<td>{esc(num(fig.get('brier', (None, 0))[0]))}</td></tr>"
+            f"<td>{cell('volume', num(volume, 0))}</td>"
+            f"<td>{cell('alert_rate', pct(fig.get('alert_rate', (None, 0))[0]))}</td>"
+            f"<td>{cell('outcomes', num(outcomes, 0))}</td>"
+            f"<td>{cell('prevalence', pct(fig.get('prevalence', (None, 0))[0]))}</td>"
+            f"<td{flag}>{cell('auroc', num(auroc))}</td>"
+            f"<td>{cell('brier', num(fig.get('brier', (None, 0))[0]))}</td></tr>"
         )
     overall_text = f" Overall AUROC {num(overall)}." if overall is not None else ""
     return panel(

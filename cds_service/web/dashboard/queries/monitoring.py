@@ -244,6 +244,7 @@ def pooled_calibration(figures: Iterable[Figure]) -> list[CalibrationBin]:
 class SubgroupRow:
     subgroup: str
     figures: dict[str, tuple[float | None, int]]  # metric -> (n-weighted mean or sum, n)
+    suppressed: list[str] = field(default_factory=list)  # metrics withheld (small cells)
 
 
 SUBGROUP_SUMS = ("volume", "outcomes")

@@ -43,6 +43,11 @@ from cds_service.web.dashboard.queries.monitoring import (
     pooled_calibration,
     pooled_subgroups,
 )
+from cds_service.web.dashboard.queries.small_cells import (
+    suppress_calibration,
+    suppress_reasons,
+    suppress_subgroups,
+)
 from cds_service.web.dashboard.queries.trail import AlertItem, DeploymentItem, alerts, deployments
 
 DRIFT_METRICS = ("psi", "ks_statistic", "ks_pvalue", "prediction_psi", "reference_too_small")
@@ -71,13 +76,16 @@ class DashboardData:
     model_name: str | None
     feature_labels: dict[str, str]
     gate: dict[str, Any]
+    small_cell_min: int = 10
 
     @property
     def total_cards(self) -> int:
         return sum(d.cards for d in self.volume)
 
 
-def collect(engine: Engine, registry: Registry, f: Filters) -> DashboardData:
+def collect(
+    engine: Engine, registry: Registry, f: Filters, small_cell_min: int = 10
+) -> DashboardData:
     hook_def = registry.services.get(f.service_id)
     model_name = f.model_name or (hook_def.model if hook_def else None)
     with engine.connect() as conn:
@@ -112,23 +120,30 @@ def collect(engine: Engine, registry: Registry, f: Filters) -> DashboardData:
             latency_ms=latency_mean(conn, f),
             histogram=risk_histogram(conn, f, hook_def),
             missing=missing_rates(conn, f, features, reference),
-            feedback=feedback(conn, f),
+            feedback=suppress_reasons(feedback(conn, f), small_cell_min),
             outcomes=outcome_counts(conn, f),
             shadow=shadow_comparison(conn, f),
             windows=windows,
             drift=monitoring_figures(conn, f, windows, V_DRIFT, DRIFT_METRICS),
             performance=performance,
-            calibration=pooled_calibration(
-                monitoring_figures(conn, f, windows, V_CALIBRATION, ("calibration_bin",))
+            calibration=suppress_calibration(
+                pooled_calibration(
+                    monitoring_figures(conn, f, windows, V_CALIBRATION, ("calibration_bin",))
+                ),
+                small_cell_min,
             ),
-            subgroups=pooled_subgroups(
-                monitoring_figures(conn, f, windows, V_SUBGROUPS, SUBGROUP_METRICS)
+            subgroups=suppress_subgroups(
+                pooled_subgroups(
+                    monitoring_figures(conn, f, windows, V_SUBGROUPS, SUBGROUP_METRICS)
+                ),
+                small_cell_min,
             ),
             alerts=alerts(conn, f),
             deployments=deployments(conn, model_name, f.environment),
             model_name=model_name,
             feature_labels=labels,
             gate=gate,
+            small_cell_min=small_cell_min,
         )
 
 
