@@ -23,6 +23,7 @@ __all__ = [
     "LANGUAGES",
     "elapsed_text",
     "format_time",
+    "load_phrases",
     "missing_reason_text",
     "number_text",
     "phrase",
@@ -35,13 +36,31 @@ _PHRASES = Path(__file__).with_name("card_phrases.toml")
 
 
 @cache
-def _phrases() -> dict[str, Any]:
-    doc = tomllib.loads(_PHRASES.read_text(encoding="utf-8"))
+def load_phrases(path: Path) -> dict[str, Any]:
+    """A phrase file (cards' ``card_phrases.toml``, the SMART app's ``app_phrases.toml``): one
+    table per language with the same keys, and lists of rules (``[[missing_reasons]]``) whose
+    every entry words itself in every language; a missing translation is a ``ValueError`` when
+    the file is first read, at start-up, never a half-English page at the bedside."""
+    doc = tomllib.loads(path.read_text(encoding="utf-8"))
     keys = set(doc[LANGUAGES[0]])
     for lang in LANGUAGES:
         if set(doc.get(lang, {})) != keys:
-            raise ValueError(f"{_PHRASES.name}: [{lang}] must have the keys of [{LANGUAGES[0]}]")
+            missing = sorted(keys ^ set(doc.get(lang, {})))
+            raise ValueError(
+                f"{path.name}: [{lang}] must have the keys of [{LANGUAGES[0]}] ({missing})"
+            )
+    for name, rules in doc.items():
+        if name in LANGUAGES or not isinstance(rules, list):
+            continue
+        for n, rule in enumerate(rules):
+            absent = [lang for lang in LANGUAGES if not str(rule.get(lang, "")).strip()]
+            if absent:
+                raise ValueError(f"{path.name}: [[{name}]] entry {n + 1} has no {absent} text")
     return doc
+
+
+def _phrases() -> dict[str, Any]:
+    return load_phrases(_PHRASES)
 
 
 def phrase(language: str, key: str, **fields: str) -> str:

@@ -36,14 +36,11 @@ def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
-def discovery_entry(d: HookDefinition) -> dict[str, Any]:
-    """One service in the discovery response; optional fields left out when empty."""
-    entry: dict[str, Any] = {
-        "hook": d.hook,
-        "title": d.title,
-        "description": d.description,
-        "id": d.id,
-    }
+def discovery_entry(d: HookDefinition, language: str = "en") -> dict[str, Any]:
+    """One service in the discovery response, titled in the deployment's language (the EHR
+    shows these to whoever picks services); optional fields left out when empty."""
+    title, description = d.discovery_text(language)
+    entry: dict[str, Any] = {"hook": d.hook, "title": title, "description": description, "id": d.id}
     if d.prefetch:
         entry["prefetch"] = dict(d.prefetch)
     if d.usage_requirements:
@@ -52,8 +49,9 @@ def discovery_entry(d: HookDefinition) -> dict[str, Any]:
 
 
 @router.get("/cds-services")
-async def discovery(_caller: VerifiedCaller, registry: RegistryDep) -> Response:
-    services = [discovery_entry(d) for d in registry.services.values()]
+async def discovery(_caller: VerifiedCaller, registry: RegistryDep, state: State) -> Response:
+    language = state.settings.language
+    services = [discovery_entry(d, language) for d in registry.services.values()]
     return json_response({"services": services})
 
 

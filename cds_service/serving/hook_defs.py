@@ -2,8 +2,7 @@
 
 A hook definition ties a CDS Hooks service id to a hook, a model, prefetch templates, risk bands
 and card texts. Adding a model to the EHR needs a file here and no Python. Templates are checked
-against the prefetch tokens CDS Hooks 2.0 allows, so a typo fails at start-up rather than at the
-bedside.
+against the prefetch tokens CDS Hooks 2.0 allows: a typo fails at start-up, not at the bedside.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import Any
 
 from cds_service.serving.hook_language import (
     OTHER_LANGUAGES,
+    discovery_translations,
     fallback_translations,
     parse_suggestions,
     translations,
@@ -121,12 +121,16 @@ class HookDefinition:
     on_fhir_timeout: str = "412"  # "412", or "card": the card without what did not arrive
     anchor: str | None = None  # "encounter": the moment hangs on context.encounterId's start
     fallbacks: tuple[Fallback, ...] = ()
+    discovery: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False)
 
     @property
     def model_versions(self) -> tuple[tuple[str, str], ...]:
         """Every model the service may answer with, in the order they are tried."""
         fallbacks = [(f.model, f.model_version) for f in self.fallbacks]
         return ((self.model, self.model_version), *fallbacks)
+
+    def discovery_text(self, language: str) -> tuple[str, str]:  # [service.<language>]
+        return self.discovery.get(language, (self.title, self.description))
 
     def band_for(self, risk: float) -> Band:
         for band in self.bands:
@@ -293,6 +297,7 @@ def parse_hook_definition(doc: dict[str, Any], where: str, spec_for: Any) -> Hoo
         on_fhir_timeout=on_timeout,
         anchor=anchor,
         fallbacks=fallbacks,
+        discovery=discovery_translations(service, where),
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "SUGGESTIONS",
     "TRANSLATED",
     "HookDefinitionError",
+    "discovery_translations",
     "fallback_translations",
     "parse_suggestions",
     "translations",
@@ -44,6 +45,23 @@ SUGGESTIONS = ("risk-assessment",)  # what a card may offer to do: cds_hooks/sug
 
 class HookDefinitionError(ValueError):
     """A hook definition the service refuses to load; the message names the file."""
+
+
+def discovery_translations(service: dict[str, Any], where: str) -> dict[str, tuple[str, str]]:
+    """``[service.<language>]``: the title and description discovery lists in that language
+    (CDS_LANGUAGE), both or neither, so an EHR's service picker never mixes languages."""
+    out = {}
+    for lang in OTHER_LANGUAGES:
+        raw = service.get(lang)
+        if raw is None:
+            continue
+        here = f"{where} service.{lang}"
+        if not isinstance(raw, dict) or set(raw) != {"title", "description"}:
+            raise HookDefinitionError(f"{here}: a table with exactly title and description")
+        if not all(isinstance(v, str) and v.strip() for v in raw.values()):
+            raise HookDefinitionError(f"{here}: title and description are non-empty strings")
+        out[lang] = (raw["title"], raw["description"])
+    return out
 
 
 def parse_suggestions(card: dict[str, Any], where: str) -> tuple[str, ...]:

@@ -31,11 +31,13 @@ def num(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def document(title: str, body: str, *, head: str = "", body_class: str = "") -> str:
+def document(
+    title: str, body: str, *, head: str = "", body_class: str = "", lang: str = "en"
+) -> str:
     """A whole page: ``head`` (a stylesheet link or a ``<style>``) and ``body`` are markup."""
     cls = f" class='{esc(body_class)}'" if body_class else ""
     return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<!doctype html><html lang='{esc(lang)}'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{esc(title)}</title>{head}</head><body{cls}>{body}</body></html>"
     )

@@ -17,6 +17,7 @@ from cds_service.web.errors import SignInError
 from cds_service.web.smart import flow
 from cds_service.web.smart.charts import Chart, Series, render_svg, trend_charts
 from cds_service.web.smart.page import CONTENT_SECURITY_POLICY, document, error_page
+from cds_service.web.smart.words import Words
 from cds_service.web.smart.view import patient_queries
 from fhir_mappers.facts import normalize
 from fhir_mappers.spec import ModelSpec, load_spec
@@ -163,9 +164,9 @@ def test_chart_text_is_escaped_and_empty_charts_say_so() -> None:
 
 
 def test_error_page_escapes_and_csp_allows_exactly_the_inline_style() -> None:
-    page = error_page("<img src=x>", "bad & <b>worse</b>")
+    page = error_page("<img src=x>", "bad & <b>worse</b>", Words())
     assert "<img src=x>" not in page and "&lt;b&gt;worse" in page
-    style = re.search(r"<style>(.*?)</style>", document("t", ""), re.S)
+    style = re.search(r"<style>(.*?)</style>", document("t", "", Words()), re.S)
     assert style is not None
     digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
     assert f"'sha256-{digest}'" in CONTENT_SECURITY_POLICY

@@ -13,37 +13,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from cds_service.web.smart.words import Words, measurement_name
 from cds_service.web.svg import Svg, nice_step
 from fhir_mappers.facts import PatientFacts
 from fhir_mappers.spec import ModelSpec
 
-# Names for common measurements; anything else is titled with its first feature's label.
-MEASUREMENT_NAMES = {
-    "http://loinc.org|8867-4": "Heart rate",
-    "http://loinc.org|9279-1": "Respiratory rate",
-    "http://loinc.org|29463-7": "Body weight",
-    "http://loinc.org|3141-9": "Body weight",
-    "http://loinc.org|59408-5": "Oxygen saturation (SpO2)",
-    "http://loinc.org|2708-6": "Oxygen saturation (SpO2)",
-    "http://loinc.org|8310-5": "Body temperature",
-    "http://loinc.org|1988-5": "C-reactive protein",
-    "http://loinc.org|2524-7": "Lactate",
-    "http://loinc.org|6690-2": "Leukocytes",
-    "http://loinc.org|2345-7": "Glucose",
-    "http://loinc.org|2160-0": "Creatinine",
-}
-# Inputs drawn together in one chart, as named series.
+# Names for common measurements are in app_phrases.toml ([[measurements]]); anything else is
+# titled with its first feature's label. Inputs drawn together in one chart, as named series
+# (phrase keys):
 COMBINED = {
-    "http://loinc.org|8480-6": ("Blood pressure", "systolic"),
-    "http://loinc.org|8462-4": ("Blood pressure", "diastolic"),
+    "http://loinc.org|8480-6": ("blood_pressure", "systolic"),
+    "http://loinc.org|8462-4": ("blood_pressure", "diastolic"),
 }
 PRETTY_UNITS = {
     "/min": "/min",
     "mm[Hg]": "mmHg",
     "Cel": "°C",
     "10*9/L": "×10⁹/L",
-    "{score}": "points",
     "%": "%",
 }
 SERIES_COLOURS = ("#1f5fa8", "#b4441d", "#2f7d32", "#6a3d9a")
@@ -53,9 +41,11 @@ WIDTH, HEIGHT = 520, 190
 LEFT, RIGHT, TOP, BOTTOM = 52, 14, 26, 34
 
 
-def pretty_unit(unit: str | None) -> str:
+def pretty_unit(unit: str | None, words: Words) -> str:
     if not unit or unit in ("1", "{count}"):
         return ""
+    if unit == "{score}":
+        return words("points")
     return PRETTY_UNITS.get(unit, unit)
 
 
@@ -74,14 +64,18 @@ class Chart:
     end: datetime  # the index time
     used_from: datetime  # the model uses points after this moment
     series: list[Series] = field(default_factory=list)
+    words: Words = field(default_factory=Words)  # the language and zone of its labels
 
     @property
     def point_count(self) -> int:
         return sum(len(s.points) for s in self.series)
 
 
-def trend_charts(spec: ModelSpec, facts: PatientFacts, index_time: datetime) -> list[Chart]:
+def trend_charts(
+    spec: ModelSpec, facts: PatientFacts, index_time: datetime, words: Words | None = None
+) -> list[Chart]:
     """Charts for every observation input with a unit, in spec order."""
+    words = words or Words()
     groups: dict[str, Chart] = {}
     seen_series: set[tuple[str, str]] = set()
     candidates = [
@@ -97,22 +91,23 @@ def trend_charts(spec: ModelSpec, facts: PatientFacts, index_time: datetime) -> 
         first_code = feat.codes[0] if feat.codes else feat.name
         combined = COMBINED.get(first_code)
         if combined is not None:
-            key, series_name = combined[0], combined[1]
-            title = combined[0]
+            key, series_name = combined[0], words(combined[1])
+            title = words(combined[0])
         else:
             key = "|".join(sorted(feat.codes)) + "@" + (feat.unit or "")
             series_name = ""
-            title = MEASUREMENT_NAMES.get(first_code, feat.label)
+            title = measurement_name(first_code, words.language) or feat.label_in(words.language)
         used_from = index_time + feat.window.start
         chart = groups.get(key)
         if chart is None:
             chart = Chart(
                 key=key,
                 title=title,
-                unit=pretty_unit(feat.unit),
+                unit=pretty_unit(feat.unit, words),
                 start=span_start,
                 end=index_time,
                 used_from=used_from,
+                words=words,
             )
             groups[key] = chart
         chart.used_from = min(chart.used_from, used_from)
@@ -136,14 +131,16 @@ def _fmt_value(value: float) -> str:
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
-def _time_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+def _time_ticks(start: datetime, end: datetime, zone: str) -> list[tuple[datetime, str]]:
+    """Ticks at local midnights (day-month, no month names) or local hours."""
+    start, end = start.astimezone(ZoneInfo(zone)), end.astimezone(ZoneInfo(zone))
     span = end - start
     if span >= timedelta(days=2):
         day = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
         step = max(1, round(span.days / 7))
         ticks = []
         while day <= end:
-            ticks.append((day, f"{day:%d %b}"))
+            ticks.append((day, f"{day:%d-%m}"))
             day += timedelta(days=step)
         return ticks
     hours = max(1, round(span.total_seconds() / 3600 / 6))
@@ -224,7 +221,7 @@ def _series(svg: Svg, chart: Chart, scale: _Scale, unit: str) -> None:
         for cx, cy, t, v in coords:
             svg.element(
                 "circle",
-                f"{name}{_fmt_value(v)}{unit} at {t:%Y-%m-%d %H:%M} UTC",
+                f"{name}{_fmt_value(v)}{unit}, {chart.words.time(t)}",
                 class_="point",
                 cx=cx,
                 cy=cy,
@@ -246,7 +243,7 @@ def _series_names(svg: Svg, chart: Chart) -> None:
 def _time_axis(svg: Svg, chart: Chart, scale: _Scale) -> None:
     bottom = TOP + _PLOT_H
     svg.line(LEFT, bottom, LEFT + _PLOT_W, bottom, stroke=_AXIS, stroke_width=1)
-    for moment, text in _time_ticks(chart.start, chart.end):
+    for moment, text in _time_ticks(chart.start, chart.end, chart.words.zone):
         tx = scale.x(moment)
         svg.line(tx, bottom, tx, bottom + 4, stroke=_AXIS, stroke_width=1)
         svg.text(tx, bottom + 17, text, anchor="middle", size=11, fill=_INK)
@@ -255,7 +252,9 @@ def _time_axis(svg: Svg, chart: Chart, scale: _Scale) -> None:
 def render_svg(chart: Chart) -> str:
     """The chart as an accessible inline SVG (presentation attributes only, no style)."""
     values = [v for s in chart.series for _, v in s.points]
-    label = f"{chart.title}: {chart.point_count} values over {_span_text(chart)}"
+    label = chart.words(
+        "chart_label", title=chart.title, n=chart.point_count, span=_span_text(chart)
+    )
     svg = Svg(
         WIDTH,
         HEIGHT,
@@ -279,7 +278,7 @@ def render_svg(chart: Chart) -> str:
         svg.text(
             LEFT + _PLOT_W / 2,
             TOP + _PLOT_H / 2,
-            "no values in this period",
+            chart.words("chart_empty"),
             anchor="middle",
             size=13,
             fill=_MUTED,
@@ -293,5 +292,5 @@ def render_svg(chart: Chart) -> str:
 def _span_text(chart: Chart) -> str:
     span = chart.end - chart.start
     if span >= timedelta(days=2):
-        return f"{round(span.total_seconds() / 86400)} days"
-    return f"{round(span.total_seconds() / 3600)} hours"
+        return chart.words("chart_days", n=round(span.total_seconds() / 86400))
+    return chart.words("chart_hours", n=round(span.total_seconds() / 3600))

@@ -32,6 +32,7 @@ from cds_service.web.smart.session import (
     redirect,
     service_of,
     session_store,
+    words_of,
 )
 from cds_service.web.smart.view import CardRecord
 
@@ -145,8 +146,9 @@ async def _record_feedback(
     outcome, reason, _comment = answer
     data["feedback"] = {
         "outcome": outcome,
+        "code": reason.code if reason else None,
         "reason": reason.display if reason else None,
-        "at": f"{now:%d %b %Y %H:%M} UTC",
+        "at": now.isoformat(),  # the page shows it in the display time zone
     }
     await anyio.to_thread.run_sync(session_store(st).update, session_id, data)
     return handle, service_id, outcome
@@ -157,6 +159,6 @@ async def smart_feedback(request: Request, st: State, now: UtcNow) -> Response:
     try:
         handle, service_id, outcome = await _record_feedback(st, request, now)
     except SignInError as exc:
-        return error_response(exc)
+        return error_response(exc, words_of(st))
     log.info("smart feedback stored", extra={"service_id": service_id, "outcome": outcome})
     return redirect(app_url(st.settings, handle), 303)

@@ -12,13 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.cds_hooks.cards import factor_lines, missing_lines
-from cds_service.cds_hooks.language import format_time
 from cds_service.serving.hook_defs import HookDefinition
 from cds_service.web.html import document as html_document
 from cds_service.web.html import esc, pct
 from cds_service.web.markdown import to_html
 from cds_service.web.smart.charts import render_svg
 from cds_service.web.smart.view import AppView
+from cds_service.web.smart.words import Words
 from cds_service.web.svg import Svg
 
 CSS = """
@@ -81,34 +81,32 @@ SECURITY_HEADERS = {
 }
 
 
-def _when(moment: datetime) -> str:
-    return format_time(moment)  # the cards' one time format
-
-
-def document(title: str, body: str, subtitle: str = "") -> str:
+def document(title: str, body: str, words: Words, subtitle: str = "") -> str:
     sub = f"<p>{esc(subtitle)}</p>" if subtitle else ""
     return html_document(
         title,
         f"<header><h1>{esc(title)}</h1>{sub}</header><main>{body}</main>"
-        "<footer>Decision support only: it does not replace clinical judgement.</footer>",
+        f"<footer>{esc(words('footer'))}</footer>",
         head=f"<meta name='referrer' content='same-origin'><style>{CSS}</style>",
+        lang=words.language,
     )
 
 
-def error_page(title: str, message: str) -> str:
+def error_page(title: str, message: str, words: Words) -> str:
     body = (
         f"<section><h2>{esc(title)}</h2><p>{esc(message)}</p>"
-        "<p class='muted'>Nothing was stored. To try again, open the app from the risk card "
-        "in the EHR.</p></section>"
+        f"<p class='muted'>{esc(words('error_nothing_stored'))}</p></section>"
     )
-    return document("Risk details", body)
+    return document(words("error_page_title"), body, words)
 
 
-def _risk_scale(hook_def: HookDefinition, now: float | None, card: float | None) -> str:
+def _risk_scale(
+    hook_def: HookDefinition, now: float | None, card: float | None, words: Words
+) -> str:
     """The bands on a 0-100% bar, with the current risk (filled marker) and the card's (ring)."""
     width, left, right = 560, 10, 10
     plot = width - left - right
-    svg = Svg(width, 62, "risk bands", class_="scale", width=width, height=62)
+    svg = Svg(width, 62, words("scale_label"), class_="scale", width=width, height=62)
     colours = {"info": "#cfe9d9", "warning": "#f6deb0", "critical": "#f3c4c0"}
     start = 0.0
     for band in hook_def.bands:
@@ -116,7 +114,9 @@ def _risk_scale(hook_def: HookDefinition, now: float | None, card: float | None)
         x0, x1 = left + plot * start, left + plot * end
         fill = colours.get(band.indicator, "#e3e7ec")
         svg.element("rect", x=x0, y=22, width=x1 - x0, height=14, fill=fill)
-        svg.text((x0 + x1) / 2, 50, band.name, anchor="middle", size=11, fill="#3d4a57")
+        svg.text(
+            (x0 + x1) / 2, 50, band.label(words.language), anchor="middle", size=11, fill="#3d4a57"
+        )
         if end < 1.0:
             svg.text(x1, 16, f"{end * 100:.0f}%", anchor="middle", size=10, fill="#566473")
         start = end
@@ -124,7 +124,7 @@ def _risk_scale(hook_def: HookDefinition, now: float | None, card: float | None)
         cx = left + plot * min(max(card, 0.0), 1.0)
         svg.element(
             "circle",
-            "risk on the card",
+            words("scale_card"),
             cx=cx,
             cy=29,
             r=7,
@@ -134,12 +134,13 @@ def _risk_scale(hook_def: HookDefinition, now: float | None, card: float | None)
         )
     if now is not None:
         nx = left + plot * min(max(now, 0.0), 1.0)
-        svg.element("circle", "risk now", cx=nx, cy=29, r=5, fill="#22313f")
+        svg.element("circle", words("scale_now"), cx=nx, cy=29, r=5, fill="#22313f")
     return svg.render()
 
 
 def _risk_section(view: AppView) -> str:
-    hook_def = view.hook_def
+    hook_def, w = view.hook_def, view.words
+    texts = hook_def.card.localized(w.language)
     card = view.card
     card_risk = card.risk if card is not None and card.same_patient else None
     parts = []
@@ -147,66 +148,62 @@ def _risk_section(view: AppView) -> str:
         parts.append(
             f"<div class='risk ind-{esc(view.band.indicator)}' id='risk-now'>"
             f"<div><div class='big' data-risk='{view.prediction.risk:.4f}'>"
-            f"{pct(view.prediction.risk, 0)}<span class='band'>{esc(view.band.name)}</span>"
-            f"</div></div><div><p><strong>{esc(hook_def.card.risk_sentence)}</strong>, "
-            f"computed now ({_when(view.index_time)}) from the EHR's current data.</p>"
-            f"{_risk_scale(hook_def, view.prediction.risk, card_risk)}</div></div>"
+            f"{pct(view.prediction.risk, 0)}<span class='band'>"
+            f"{esc(view.band.label(w.language))}</span></div></div><div><p><strong>"
+            f"{esc(texts.risk_sentence.format(moment=w('moment_now')))}</strong>, "
+            f"{esc(w('computed_now', time=w.time(view.index_time)))}</p>"
+            f"{_risk_scale(hook_def, view.prediction.risk, card_risk, w)}</div></div>"
         )
     else:
         spec = view.model.spec
-        labels = ", ".join(spec.feature(n).label for n in view.extraction.missing_required(spec))
+        labels = ", ".join(
+            spec.feature(n).label_in(w.language) for n in view.extraction.missing_required(spec)
+        )
         parts.append(
-            "<div id='risk-now'><p class='notice'><strong>No risk can be computed now</strong>: "
-            f"required inputs are missing or stale ({esc(labels)}). The model is never run "
-            "on defaults in their place.</p></div>"
+            f"<div id='risk-now'><p class='notice'><strong>{esc(w('no_risk'))}</strong>: "
+            f"{esc(w('no_risk_why', labels=labels))}</p></div>"
         )
     if view.own_card:
-        parts.append(
-            "<p class='card-risk muted' id='menu-launch'>Opened from the EHR's app menu, not "
-            "from a card: this risk is recorded for the quality team like a card, and your "
-            "response below refers to it.</p>"
-        )
+        parts.append(f"<p class='card-risk muted' id='menu-launch'>{esc(w('menu_launch'))}</p>")
     elif view.card_problem:
         parts.append(f"<p class='notice'>{esc(view.card_problem)}</p>")
     elif card is not None:
+        band = next((b for b in hook_def.bands if b.name == card.band), None)
+        band_text = band.label(w.language) if band is not None else card.band or ""
         shown = (
-            f"<strong>{pct(card.risk, 0)}</strong> ({esc(card.band or '')})"
+            f"<strong>{pct(card.risk, 0)}</strong> ({esc(band_text)})"
             if card.risk is not None
-            else "no risk (inputs were missing)"
+            else esc(w("card_no_risk"))
         )
         same_version = card.model_version == view.model.version
-        version_note = (
-            "" if same_version else f"; the risk now comes from version {esc(view.model.version)}"
-        )
+        version_note = "" if same_version else esc(w("version_note", version=view.model.version))
         parts.append(
-            f"<p class='card-risk' id='card-risk'>On the card you opened this from "
-            f"(shown {_when(card.requested_at)}): {shown}, model "
-            f"{esc(card.model_name)} {esc(card.model_version)}{version_note}.</p>"
+            f"<p class='card-risk' id='card-risk'>"
+            f"{esc(w('card_shown', time=w.time(card.requested_at)))}: {shown}, "
+            f"{esc(w('card_model', name=card.model_name, version=card.model_version))}"
+            f"{version_note}.</p>"
         )
     if view.truncated:
-        parts.append(
-            "<p class='notice'>The FHIR server returned more data than the service reads; "
-            "the oldest measurements may be missing.</p>"
-        )
+        parts.append(f"<p class='notice'>{esc(w('truncated'))}</p>")
     return (
-        "<section aria-labelledby='h-risk'><h2 id='h-risk'>Risk</h2>"
+        f"<section aria-labelledby='h-risk'><h2 id='h-risk'>{esc(w('risk_heading'))}</h2>"
         + "".join(parts)
-        + ("</section>")
+        + "</section>"
     )
 
 
 def _factors_section(view: AppView) -> str:
     if view.prediction is None:
         return ""
-    spec = view.model.spec
-    lines = factor_lines(spec, view.extraction, view.prediction, len(spec.features))
-    markdown = "\n".join(["| factor | value, time | effect on the risk |", "|---|---|---|", *lines])
+    spec, w = view.model.spec, view.words
+    lines = factor_lines(
+        spec, view.extraction, view.prediction, len(spec.features), w.language, w.zone
+    )
+    markdown = "\n".join([w("factor_columns"), "|---|---|---|", *lines])
     return (
         "<section id='factors' aria-labelledby='h-factors'>"
-        "<h2 id='h-factors'>Contributing factors</h2>"
-        "<p class='muted'>Largest effect first; inputs that are missing are never factors. The "
-        "effect is how much lower or higher the estimate would be without the factor, in "
-        "percentage points (TreeSHAP contributions converted around this estimate).</p>"
+        f"<h2 id='h-factors'>{esc(w('factors_heading'))}</h2>"
+        f"<p class='muted'>{esc(w('factors_note'))}</p>"
         f"{to_html(markdown)}</section>"
     )
 
@@ -214,73 +211,82 @@ def _factors_section(view: AppView) -> str:
 def _trends_section(view: AppView) -> str:
     if not view.charts:
         return ""
+    w = view.words
     figures = "".join(
         f"<figure><figcaption>{esc(c.title)}</figcaption>{render_svg(c)}</figure>"
         for c in view.charts
     )
     return (
-        "<section id='trends' aria-labelledby='h-trends'><h2 id='h-trends'>Trends</h2>"
-        "<p class='muted'>Each input over the period the model looks back. The shaded part is "
-        "what the model uses; grey points are older. Hover a point for its value and time.</p>"
+        "<section id='trends' aria-labelledby='h-trends'>"
+        f"<h2 id='h-trends'>{esc(w('trends_heading'))}</h2>"
+        f"<p class='muted'>{esc(w('trends_note'))}</p>"
         f"<div class='charts'>{figures}</div></section>"
     )
 
 
 def _missing_section(view: AppView) -> str:
-    lines = missing_lines(view.model.spec, view.extraction)
-    body = (
-        to_html("\n".join(lines))
-        if lines
-        else "<p>None: every input the model uses was available.</p>"
-    )
+    w = view.words
+    lines = missing_lines(view.model.spec, view.extraction, None, w.language, w.zone)
+    body = to_html("\n".join(lines)) if lines else f"<p>{esc(w('missing_none'))}</p>"
     return (
         "<section id='missing' aria-labelledby='h-missing'>"
-        "<h2 id='h-missing'>Missing or stale inputs</h2>"
-        "<p class='muted'>The model treats these as unknown.</p>"
+        f"<h2 id='h-missing'>{esc(w('missing_heading'))}</h2>"
+        f"<p class='muted'>{esc(w('missing_note'))}</p>"
         f"{body}</section>"
     )
 
 
 def _model_section(view: AppView, base_url: str, environment: str) -> str:
-    model = view.model
+    model, w = view.model, view.words
     url = f"{base_url}/models/{model.name}/{model.version}"
-    env = (
-        "" if environment == "production" else f" · environment <strong>{esc(environment)}</strong>"
-    )
+    env = "" if environment == "production" else esc(w("environment", env=environment))
+    title = view.hook_def.discovery_text(w.language)[0]
     return (
-        "<section id='model' aria-labelledby='h-model'><h2 id='h-model'>Model</h2>"
+        "<section id='model' aria-labelledby='h-model'>"
+        f"<h2 id='h-model'>{esc(w('model_heading'))}</h2>"
         f"<p><a href='{esc(url)}' target='_blank' rel='noopener'>{esc(model.name)} "
-        f"{esc(model.version)}</a> (model card){env}<br><span class='muted'>artifact sha256 "
-        f"<code>{esc(model.artifact_sha256[:12])}</code> · service "
-        f"{esc(view.hook_def.title)}</span></p></section>"
+        f"{esc(model.version)}</a> ({esc(w('model_card'))}){env}<br><span class='muted'>"
+        f"{esc(w('artifact'))} <code>{esc(model.artifact_sha256[:12])}</code> · "
+        f"{esc(w('service', title=title))}</span></p></section>"
     )
 
 
 def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, Any] | None) -> str:
     if not view.feedback_allowed:
         return ""
+    w = view.words
     forms = _feedback_forms(view, handle, csrf)
     if given:
-        what = "Accepted" if given.get("outcome") == "accepted" else "Dismissed"
-        reason = f": {esc(str(given['reason']))}" if given.get("reason") else ""
+        what = w("accepted") if given.get("outcome") == "accepted" else w("dismissed")
+        reason = _reason_display(view, given)
+        shown = f"{what}: {reason}" if reason else what
+        at = given.get("at")
+        when = w.time(datetime.fromisoformat(at)) if isinstance(at, str) else ""
         return (
             "<section id='feedback' aria-labelledby='h-feedback'>"
-            "<h2 id='h-feedback'>Your response</h2>"
-            f"<p class='notice ok' id='feedback-done'>{what}{reason}. Recorded "
-            f"{esc(str(given.get('at', '')))}, thank you.</p>"
-            "<details id='feedback-change'><summary>Change your response</summary>"
-            "<p class='muted'>A new response replaces this one; both are kept for the quality "
-            f"team.</p>{forms}</details></section>"
+            f"<h2 id='h-feedback'>{esc(w('response_heading'))}</h2>"
+            f"<p class='notice ok' id='feedback-done'>"
+            f"{esc(w('recorded', response=shown, time=when))}</p>"
+            f"<details id='feedback-change'><summary>{esc(w('change_response'))}</summary>"
+            f"<p class='muted'>{esc(w('change_note'))}</p>{forms}</details></section>"
         )
-    heading = "Your response" if view.own_card else "Your response to the card"
+    heading = w("response_heading") if view.own_card else w("response_heading_card")
     return (
         "<section id='feedback' aria-labelledby='h-feedback'>"
-        f"<h2 id='h-feedback'>{heading}</h2>{forms}</section>"
+        f"<h2 id='h-feedback'>{esc(heading)}</h2>{forms}</section>"
     )
+
+
+def _reason_display(view: AppView, given: dict[str, Any]) -> str:
+    """The reason in the page's language (by its code), else as it was stored."""
+    reasons = view.hook_def.card.localized(view.words.language).override_reasons
+    by_code = {r.code: r.display for r in reasons}
+    return str(by_code.get(str(given.get("code")), given.get("reason") or ""))
 
 
 def _feedback_forms(view: AppView, handle: str, csrf: str) -> str:
     """Accept (only where a risk was shown) and dismiss with a reason."""
+    w = view.words
     hidden = (
         f"<input type='hidden' name='s' value='{esc(handle)}'>"
         f"<input type='hidden' name='csrf' value='{esc(csrf)}'>"
@@ -288,27 +294,27 @@ def _feedback_forms(view: AppView, handle: str, csrf: str) -> str:
     reasons = "".join(
         f"<label><input type='radio' name='reason' value='{esc(r.code)}' required> "
         f"{esc(r.display)}</label>"
-        for r in view.hook_def.card.override_reasons
+        for r in view.hook_def.card.localized(w.language).override_reasons
     )
+    comment = esc(w("comment"))
     accept = (
         f"<form method='post' action='/smart/feedback'>{hidden}"
         "<input type='hidden' name='outcome' value='accepted'>"
-        "<fieldset><legend>Accept</legend><p class='muted'>The risk is plausible and you will "
-        "take it into account.</p><label for='c-accept'>Comment (optional)</label>"
+        f"<fieldset><legend>{esc(w('accept'))}</legend><p class='muted'>"
+        f"{esc(w('accept_note'))}</p><label for='c-accept'>{comment}</label>"
         "<textarea id='c-accept' name='comment' maxlength='2000'></textarea></fieldset>"
-        "<button class='accept' type='submit'>Accept</button></form>"
+        f"<button class='accept' type='submit'>{esc(w('accept'))}</button></form>"
         if view.accept_allowed
-        else "<p class='muted' id='no-accept'>No risk was shown, so there is nothing to "
-        "accept; you can dismiss it with a reason (for example, data wrong or outdated).</p>"
+        else f"<p class='muted' id='no-accept'>{esc(w('no_accept'))}</p>"
     )
     return (
         f"<div class='feedback'>{accept}"
         f"<form method='post' action='/smart/feedback'>{hidden}"
         "<input type='hidden' name='outcome' value='overridden'>"
-        f"<fieldset><legend>Dismiss, with a reason</legend>{reasons}"
-        "<label for='c-dismiss'>Comment (optional)</label>"
+        f"<fieldset><legend>{esc(w('dismiss_legend'))}</legend>{reasons}"
+        f"<label for='c-dismiss'>{comment}</label>"
         "<textarea id='c-dismiss' name='comment' maxlength='2000'></textarea></fieldset>"
-        "<button class='dismiss' type='submit'>Dismiss</button></form></div>"
+        f"<button class='dismiss' type='submit'>{esc(w('dismiss'))}</button></form></div>"
     )
 
 
@@ -322,11 +328,9 @@ def app_page(
     environment: str,
     banner_requested: bool = False,
 ) -> str:
+    w = view.words
     banner = (
-        "<p class='notice' id='no-banner'>This app shows no patient name or number: check in "
-        "the EHR that the patient open there is the one you mean.</p>"
-        if banner_requested
-        else ""
+        f"<p class='notice' id='no-banner'>{esc(w('no_banner'))}</p>" if banner_requested else ""
     )
     body = "".join(
         [
@@ -339,8 +343,4 @@ def app_page(
             _feedback_section(view, handle, csrf, given),
         ]
     )
-    return document(
-        view.hook_def.title,
-        body,
-        "Risk details for the patient open in your EHR",
-    )
+    return document(view.hook_def.discovery_text(w.language)[0], body, w, w("subtitle"))

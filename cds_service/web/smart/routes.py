@@ -70,6 +70,7 @@ from cds_service.web.smart.session import (
     service_of,
     session_store,
     set_cookie,
+    words_of,
 )
 from cds_service.web.smart.view import AppView, fetch_patient_data, score
 
@@ -120,7 +121,7 @@ async def smart_launch(
         iss = check_iss(iss, launch, allowed_fhir_servers(settings, issuers), dev)
         config = await discover(http, iss, dev)
     except SignInError as exc:
-        return error_response(exc)
+        return error_response(exc, words_of(st))
     assert launch is not None
     handle = new_handle()
     state = f"{handle}.{secrets.token_urlsafe(24)}"
@@ -239,7 +240,7 @@ async def smart_callback(
         code, verifier = _check_answer(data, code, error)
         granted = await exchange_code(st.settings, str(data["token_endpoint"]), code, verifier)
     except SignInError as exc:
-        return error_response(exc)
+        return error_response(exc, words_of(st))
     app_data = _app_session(st, handle, data, granted)
     span = lifetime(granted.expires_in)
     new_id = await anyio.to_thread.run_sync(sessions.create, SESSION_KIND, app_data, span, now)
@@ -277,7 +278,8 @@ async def _view(
     resources, truncated = await fetch_patient_data(
         client, str(data["iss"]), token, patient[0], model.spec, now
     )
-    extraction, prediction, band, charts = score(hook_def, model, resources, now)
+    words = words_of(st)
+    extraction, prediction, band, charts = score(hook_def, model, resources, now, words)
     risk = LaunchRisk(hook_def, model, extraction, prediction, band)
     if needs_row(data, risk):
         latency_ms = (time.perf_counter() - started) * 1000
@@ -296,6 +298,7 @@ async def _view(
         card_problem=None if own else card_problem(data, card, service_id),
         truncated=truncated,
         own_card=own,
+        words=words,
     )
     return view, data
 
@@ -309,7 +312,7 @@ async def smart_app(
         view, data = await _view(st, http, request, s, now)
         given = await given_answer(st, data) if view.feedback_allowed else None
     except SignInError as exc:
-        response = error_response(exc)
+        response = error_response(exc, words_of(st))
         if exc.status == 401 and s and HANDLE.fullmatch(s):
             response.delete_cookie(cookie_name(s), path=cookie_path(settings))
         return response

@@ -22,12 +22,17 @@ from cds_service.web.sessions import SessionStore
 from cds_service.web.smart.flow import HANDLE, SESSION_KIND, cookie_name, open_context
 from cds_service.web.smart.page import SECURITY_HEADERS, error_page
 from cds_service.web.smart.view import CardRecord, current_answer, find_card
+from cds_service.web.smart.words import Words
 
 log = logging.getLogger("cds_service.web.smart")
 T = TypeVar("T")
 
 
-def error_response(exc: SignInError) -> HTMLResponse:
+def words_of(st: ServiceState) -> Words:
+    return Words(st.settings.language, st.settings.display_timezone)
+
+
+def error_response(exc: SignInError, words: Words) -> HTMLResponse:
     # The reason (with an OAuth error code where the EHR sent one), never an identifier.
     log.info(
         "smart app refused %d: %s: %s",
@@ -37,7 +42,7 @@ def error_response(exc: SignInError) -> HTMLResponse:
         extra={"status": exc.status},
     )
     return HTMLResponse(
-        error_page(exc.title, exc.message), status_code=exc.status, headers=SECURITY_HEADERS
+        error_page(exc.title, exc.message, words), status_code=exc.status, headers=SECURITY_HEADERS
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -18,6 +18,7 @@ from cds_service.serving.hook_defs import Band, HookDefinition
 from cds_service.serving.model_runtime import LoadedModel, Prediction
 from cds_service.web.errors import SignInError
 from cds_service.web.smart.charts import Chart, trend_charts
+from cds_service.web.smart.words import Words
 from fhir_mappers.extract import Extraction, aggregate
 from fhir_mappers.facts import normalize
 from fhir_mappers.resources import dedupe, flatten, patient_id_of
@@ -68,7 +69,8 @@ def current_answer(engine: Engine, card_uuid: str, user: str) -> dict[str, Any] 
     """The user's answer that counts on the card (``is_current`` in v_feedback), as the page
     shows a response: given in an earlier launch from the same card, it is still theirs."""
     query = sa.text(
-        "SELECT outcome, override_reason_display, outcome_timestamp FROM v_feedback "
+        "SELECT outcome, override_reason_code, override_reason_display, outcome_timestamp "
+        "FROM v_feedback "
         "WHERE card_uuid = :card AND user_pseudonym = :user AND is_current"
     )
     with engine.connect() as conn:
@@ -78,10 +80,13 @@ def current_answer(engine: Engine, card_uuid: str, user: str) -> dict[str, Any] 
     at = row.outcome_timestamp
     if isinstance(at, str):  # SQLite through a view may hand back text
         at = datetime.fromisoformat(at)
+    if at.tzinfo is None:  # stored in UTC
+        at = at.replace(tzinfo=UTC)
     return {
         "outcome": row.outcome,
+        "code": row.override_reason_code,
         "reason": row.override_reason_display,
-        "at": f"{at:%d %b %Y %H:%M} UTC",
+        "at": at.isoformat(),  # the page shows it in the display time zone
     }
 
 
@@ -163,6 +168,7 @@ class AppView:
     card_problem: str | None
     truncated: bool
     own_card: bool = False  # launched without a card: the page's risk is its own audited row
+    words: Words = field(default_factory=Words)  # CDS_LANGUAGE, CDS_DISPLAY_TIMEZONE
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -183,6 +189,7 @@ def score(
     model: LoadedModel,
     resources: list[dict[str, Any]],
     now: datetime,
+    words: Words | None = None,
 ) -> tuple[Extraction, Prediction | None, Band | None, list[Chart]]:
     """The same mapping and model as the CDS Hooks call (``fhir_mappers.extract`` in two steps,
     so the normalized facts are at hand for the trend charts)."""
@@ -190,7 +197,7 @@ def score(
     unique, _ = dedupe(flatten(resources).resources)
     facts = normalize(unique, spec)
     extraction = aggregate(facts, now, spec)
-    charts = trend_charts(spec, facts, extraction.index_time)
+    charts = trend_charts(spec, facts, extraction.index_time, words or Words())
     if extraction.missing_required(spec):
         return extraction, None, None, charts
     prediction = model.explain(extraction.vector(model.feature_names))
