@@ -49,11 +49,23 @@ async def _forged_caller() -> None:
 def app(tmp_path: Path) -> Iterator[FastAPI]:
     """The CDS router alone, on a state built by hand (a real writer on SQLite, the bundled hook
     definitions, no models: a call that got as far as scoring would fail loudly)."""
+    yield from _app(tmp_path)
+
+
+@pytest.fixture()
+def app_nl(tmp_path: Path) -> Iterator[FastAPI]:
+    """The same, for a deployment in Dutch (CDS_LANGUAGE=nl)."""
+    yield from _app(tmp_path, language="nl")
+
+
+def _app(tmp_path: Path, **settings_values: Any) -> Iterator[FastAPI]:
     engine = make_engine(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
     upgrade(engine)
     writer = AuditWriter(engine, Spool(tmp_path / "spool"))
     registry = Registry(services=hook_definitions(), models={})
-    settings = Settings(database_url="sqlite://", max_body_bytes=2000, spool_dir=tmp_path)
+    settings = Settings(
+        database_url="sqlite://", max_body_bytes=2000, spool_dir=tmp_path, **settings_values
+    )
     http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
     state = ServiceState(
         settings, registry, writer, FhirClient(http), http, lambda: NOW, authenticator=None
@@ -84,6 +96,20 @@ def test_discovery_lists_the_registry(app: FastAPI) -> None:
     r = request(app, "GET", "/cds-services")
     assert r.status_code == 200
     assert [s["id"] for s in r.json()["services"]] == list(hook_definitions())
+
+
+def test_discovery_in_the_deployments_language(app: FastAPI, app_nl: FastAPI) -> None:
+    english = {s["id"]: s for s in request(app, "GET", "/cds-services").json()["services"]}
+    dutch = {s["id"]: s for s in request(app_nl, "GET", "/cds-services").json()["services"]}
+    assert english[ED]["title"] == "ED admission risk"
+    assert dutch[ED]["title"] == "Risico op opname binnen 24 uur (SEH)"
+    assert dutch[ED]["description"].startswith("Schat de kans")
+    for sid, entry in dutch.items():  # every bundled service has its Dutch texts
+        assert entry["title"] != english[sid]["title"], sid
+        assert entry["description"] != english[sid]["description"], sid
+        assert (
+            entry["prefetch"] == english[sid]["prefetch"] and entry["hook"] == english[sid]["hook"]
+        )
 
 
 def test_feedback_is_written_with_the_clock_of_the_service(app: FastAPI) -> None:

@@ -68,6 +68,8 @@ def test_a_fallback_must_predict_the_same_outcome() -> None:
         (lambda d: d["card"].update(suggestions=["order"]), "card suggestions are some of"),
         (lambda d: d["card"].pop("suggestion_label"), "need a suggestion_label"),
         (lambda d: d["bands"][0].update(display="laag"), "band display is a text per language"),
+        (lambda d: d["service"]["nl"].pop("description"), "service.nl: a table with exactly"),
+        (lambda d: d["service"]["nl"].update(title=" "), "service.nl: title and description"),
     ],
     ids=[
         "unknown anchor",
@@ -88,6 +90,8 @@ def test_a_fallback_must_predict_the_same_outcome() -> None:
         "unknown suggestion",
         "suggestion without label",
         "band display",
+        "discovery translation incomplete",
+        "discovery translation empty",
     ],
 )
 def test_bad_definitions_refuse_to_load(change: Any, message: str) -> None:
@@ -123,6 +127,16 @@ def test_a_service_without_a_translation_is_served_in_english() -> None:
     doc = _doc()
     doc["card"].pop("nl")
     doc["fallback"][0]["card"].pop("nl")
+    doc["service"].pop("nl")
     hook = _parse(doc)
     assert hook.card.localized("nl") is hook.card
+    assert hook.discovery_text("nl") == (hook.title, hook.description)
     assert hook.fallbacks[0].card.localized("nl").summary.startswith("Admission risk at arrival")
+
+
+def test_discovery_texts_per_language() -> None:
+    hook = _parse(_doc())
+    assert hook.discovery_text("en") == (hook.title, hook.description)
+    title, description = hook.discovery_text("nl")
+    assert title == "Risico op opname binnen 24 uur (SEH)"
+    assert description.startswith("Schat de kans dat de patiënt binnen 24 uur")

@@ -17,8 +17,8 @@ from cds_service.web.errors import SignInError
 from cds_service.web.smart import flow
 from cds_service.web.smart.charts import Chart, Series, render_svg, trend_charts
 from cds_service.web.smart.page import CONTENT_SECURITY_POLICY, document, error_page
-from cds_service.web.smart.words import Words
 from cds_service.web.smart.view import patient_queries
+from cds_service.web.smart.words import Words
 from fhir_mappers.facts import normalize
 from fhir_mappers.spec import ModelSpec, load_spec
 from tests.utils.service import NOW

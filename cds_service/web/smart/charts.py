@@ -193,7 +193,7 @@ def _used_span(svg: Svg, chart: Chart, scale: _Scale) -> None:
         "rect", x=used_x, y=TOP, width=LEFT + _PLOT_W - used_x, height=_PLOT_H, fill="#eef4fb"
     )
     if used_x > LEFT + 40:
-        svg.text(used_x + 4, TOP + 12, "used by the model", size=10, fill=_MUTED)
+        svg.text(used_x + 4, TOP + 12, chart.words("chart_used"), size=10, fill=_MUTED)
 
 
 def _y_axis(svg: Svg, scale: _Scale, step: float) -> None:

@@ -166,7 +166,7 @@ def _risk_section(view: AppView) -> str:
     if view.own_card:
         parts.append(f"<p class='card-risk muted' id='menu-launch'>{esc(w('menu_launch'))}</p>")
     elif view.card_problem:
-        parts.append(f"<p class='notice'>{esc(view.card_problem)}</p>")
+        parts.append(f"<p class='notice'>{esc(w.message(view.card_problem))}</p>")
     elif card is not None:
         band = next((b for b in hook_def.bands if b.name == card.band), None)
         band_text = band.label(w.language) if band is not None else card.band or ""

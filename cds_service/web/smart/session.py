@@ -42,7 +42,9 @@ def error_response(exc: SignInError, words: Words) -> HTMLResponse:
         extra={"status": exc.status},
     )
     return HTMLResponse(
-        error_page(exc.title, exc.message, words), status_code=exc.status, headers=SECURITY_HEADERS
+        error_page(words.message(exc.title), words.message(exc.message), words),
+        status_code=exc.status,
+        headers=SECURITY_HEADERS,
     )
 
 

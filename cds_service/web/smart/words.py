@@ -8,6 +8,7 @@ service at start-up.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,15 @@ class Words:
 
     def time(self, moment: datetime) -> str:
         return format_time(moment, self.zone)
+
+    def message(self, english: str) -> str:
+        """A title or message the code words in English (for the log), in this language
+        (``[[messages]]``); one no pattern matches is shown as it is."""
+        for rule in _DOC["messages"]:
+            match = re.fullmatch(rule["pattern"], english)
+            if match:
+                return str(rule[self.language]).format(**match.groupdict())
+        return english
 
 
 def measurement_name(code: str, language: str) -> str | None:
