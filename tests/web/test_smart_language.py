@@ -154,10 +154,13 @@ def test_menu_launch_page_is_dutch(nl: Smart) -> None:
     _no_english(page)
 
 
-def test_error_page_frame_is_dutch(nl: Smart) -> None:
+def test_error_page_is_dutch(nl: Smart) -> None:
     page = run_launch(nl.browser(), menu_launch(nl, "syn-nl-x", service="no-such")).final
     assert page.status_code == 400
     assert "<title>Risicodetails</title>" in page.text and "Er is niets opgeslagen" in page.text
+    assert "<h2>Onbekende service</h2>" in page.text
+    assert "De start-URL noemt een risicoservice die deze service niet aanbiedt" in page.text
+    _no_english(page.text)
 
 
 def test_discovery_is_dutch(nl: Smart) -> None:
