@@ -122,3 +122,11 @@ def test_times_and_placeholders() -> None:
     assert Words("nl")("recorded", response="Akkoord", time="t") == "Akkoord. Vastgelegd t, dank u."
     launch = "The EHR refused the launch (access_denied)."
     assert Words("nl").message(launch) == "Het EPD weigerde het starten (access_denied)."
+
+
+def test_response_time_in_the_display_zone_and_old_session_text_kept() -> None:
+    from cds_service.web.smart.page import _when_given
+
+    tokyo = Words("nl", "Asia/Tokyo")
+    assert _when_given("2026-03-14T10:30:00+00:00", tokyo) == "2026-03-14 19:30 JST"
+    assert _when_given("14 Mar 2026 10:30 UTC", tokyo) == "14 Mar 2026 10:30 UTC"

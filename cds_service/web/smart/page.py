@@ -260,8 +260,7 @@ def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, An
         what = w("accepted") if given.get("outcome") == "accepted" else w("dismissed")
         reason = _reason_display(view, given)
         shown = f"{what}: {reason}" if reason else what
-        at = given.get("at")
-        when = w.time(datetime.fromisoformat(at)) if isinstance(at, str) else ""
+        when = _when_given(given.get("at"), w)
         return (
             "<section id='feedback' aria-labelledby='h-feedback'>"
             f"<h2 id='h-feedback'>{esc(w('response_heading'))}</h2>"
@@ -275,6 +274,15 @@ def _feedback_section(view: AppView, handle: str, csrf: str, given: dict[str, An
         "<section id='feedback' aria-labelledby='h-feedback'>"
         f"<h2 id='h-feedback'>{esc(heading)}</h2>{forms}</section>"
     )
+
+
+def _when_given(at: object, words: Words) -> str:
+    """ISO 8601 in the session and from the audit; a session written before the display zone
+    was a setting holds the old text, shown as it is."""
+    try:
+        return words.time(datetime.fromisoformat(str(at)))
+    except ValueError:
+        return str(at or "")
 
 
 def _reason_display(view: AppView, given: dict[str, Any]) -> str:

@@ -52,6 +52,8 @@ def find_card(engine: Engine, card_uuid: str, patient_pseudonym: str) -> CardRec
     requested = row.requested_at
     if isinstance(requested, str):  # SQLite through a view may hand back text
         requested = datetime.fromisoformat(requested)
+    if requested.tzinfo is None:  # stored in UTC; shown in the display zone
+        requested = requested.replace(tzinfo=UTC)
     return CardRecord(
         card_uuid=row.card_uuid,
         service_id=row.service_id,
