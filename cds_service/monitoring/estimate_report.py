@@ -36,6 +36,12 @@ class EstimateRow:
     standard_error: float | None = None
     realized_n: int = 0
     within_band: bool | None = None
+    positives: int = 0
+
+    def realized_is_small(self, minimum: int) -> bool:
+        """The realized figure rests on a small cell: few outcomes, or few of either class."""
+        counts = (self.realized_n, self.positives, self.realized_n - self.positives)
+        return any(is_small(c, minimum) for c in counts)
 
 
 def estimate_rows(engine: Engine, run_id: str, role: str = "live") -> list[EstimateRow]:
@@ -85,33 +91,35 @@ def estimate_rows(engine: Engine, run_id: str, role: str = "live") -> list[Estim
                 d["standard_error"],
                 n,
                 bool(d["within_band"]),
+                int(d.get("positives", 0)),
             )
         out.append(row)
     return out
 
 
-def _figure(value: float | None, n: int, minimum: int) -> str:
+def _figure(value: float | None, small: bool) -> str:
     if value is None:
         return "-"
-    return SUPPRESSED if is_small(n, minimum) else f"{value:.3f}"
+    return SUPPRESSED if small else f"{value:.3f}"
 
 
 def render_estimates(rows: list[EstimateRow], minimum: int) -> str:
-    """The table as printed: a figure from fewer than ``minimum`` cards is withheld."""
+    """The table as printed: an estimate from fewer than ``minimum`` cards is withheld, and a
+    realized figure whose outcomes, positives or negatives are fewer than ``minimum``."""
     head = (
         f"{'model':<24} {'version':<8} {'window':<10} {'figure':<11} {'estimate':>10} {'n':>6} "
         f"{'realized':>10} {'±1.96se':>8} {'n':>6}  within"
     )
     lines = [head]
     for r in rows:
-        small = is_small(r.realized_n, minimum)
+        small = r.realized_is_small(minimum)
         est_n, real_n = suppressed(r.estimate_n, minimum), suppressed(r.realized_n, minimum)
         band = "-" if r.standard_error is None or small else f"{BAND_Z * r.standard_error:.3f}"
         within = "-" if r.within_band is None or small else ("yes" if r.within_band else "NO")
         lines.append(
             f"{r.model_name:<24} {r.model_version:<8} {r.window_start:%Y-%m-%d} {r.figure:<11} "
-            f"{_figure(r.estimate, r.estimate_n, minimum):>10} {est_n:>6} "
-            f"{_figure(r.realized, r.realized_n, minimum):>10} {band:>8} {real_n:>6}  "
+            f"{_figure(r.estimate, is_small(r.estimate_n, minimum)):>10} {est_n:>6} "
+            f"{_figure(r.realized, small):>10} {band:>8} {real_n:>6}  "
             f"{within}"
         )
     return "\n".join(lines)

@@ -33,15 +33,18 @@ ESTIMATED_METRICS = {
 _METHOD = "expected concordance of Bernoulli(p) outcomes, exact (CBPE)"
 
 
-def _realized(y: FloatArray, p: FloatArray) -> dict[str, tuple[float | None, float | None, int]]:
-    """figure -> (realized value, its standard error, n) on the cards with an outcome."""
-    n = len(y)
-    two = 0 < int(y.sum()) < n
-    auroc = float(roc_auc_score(y, p)) if two else None
+# (realized value, its standard error, n, positives among the n)
+_Realized = tuple[float | None, float | None, int, int]
+
+
+def _realized(y: FloatArray, p: FloatArray) -> dict[str, _Realized]:
+    """figure -> realized figure on the cards with an outcome."""
+    n, positives = len(y), int(y.sum())
+    auroc = float(roc_auc_score(y, p)) if 0 < positives < n else None
     return {
-        "auroc": (auroc, cbpe.auroc_standard_error(y, p), n),
-        "prevalence": (float(np.mean(y)), cbpe.rate_standard_error(p), n),
-        "brier": (float(np.mean((y - p) ** 2)), cbpe.brier_standard_error(p), n),
+        "auroc": (auroc, cbpe.auroc_standard_error(y, p), n, positives),
+        "prevalence": (float(np.mean(y)), cbpe.rate_standard_error(p), n, positives),
+        "brier": (float(np.mean((y - p) ** 2)), cbpe.brier_standard_error(p), n, positives),
     }
 
 
@@ -50,9 +53,9 @@ def _error_row(
     figure: str,
     estimate: float | None,
     estimate_n: int,
-    realized: tuple[float | None, float | None, int],
+    realized: _Realized,
 ) -> None:
-    value, se, n = realized
+    value, se, n, positives = realized
     if estimate is None or value is None or se is None or not n:
         return
     band = cbpe.BAND_Z * se
@@ -69,6 +72,7 @@ def _error_row(
             "within_band": abs(estimate - value) <= band,
             "estimate_n": estimate_n,
             "realized_n": n,
+            "positives": positives,
         },
     )
 
@@ -102,7 +106,8 @@ def estimated_performance(w: WindowResults, t: Thresholds, acc: WindowAccumulato
         ppv = float(np.mean(y_alert))
         positives = int(y_alert.sum())
         w.row("alert_ppv", ppv, len(y_alert), details={"positives": positives})
-        realized["alert_ppv"] = (ppv, cbpe.rate_standard_error(p_alert), len(y_alert))
+        se = cbpe.rate_standard_error(p_alert)
+        realized["alert_ppv"] = (ppv, se, len(y_alert), positives)
     for metric, figure in ESTIMATED_METRICS.items():
         if figure in realized:
             value, count, _ = estimates[metric]

@@ -5,12 +5,14 @@ service, environment, role and window length, from the latest window monitoring_
 The gauges read PostgreSQL (or SQLite) at each collection, not a per-process copy: every replica
 exports the same values whichever replica ran the monitor. Attributes name models, features and
 windows, never a patient, card or encounter. A figure from fewer than ``small_cell_min`` cards
-(the small-cell rule, suppression.py) is not observed at all; subgroup figures are not exported.
+or whose numerator (outcomes of either class, alerting or missing cards) is that small (the
+small-cell rule, suppression.py) is not observed at all; subgroup figures are not exported.
 Exporting failures are the SDK's to log: a collector that is down never fails the service.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -77,9 +79,29 @@ _METRICS = sorted({m for _, _, metrics in GAUGES.values() for m in metrics})
 Figure = tuple[str, dict[str, str], float]
 
 
+# Realized figures on the outcomes: small when either outcome class is (the `outcomes` row's
+# positives). Rates: small when their numerator (in `details`) or its complement is.
+_ON_OUTCOMES = {"auroc", "prevalence", "brier", "calibration_intercept", "calibration_slope", "ece"}
+_NUMERATORS = {"alert_rate": "alerting", "missing_rate": "missing", "alert_ppv": "positives"}
+
+
+def _small(
+    metric: str, n: int, details: dict[str, Any], positives: int | None, minimum: int
+) -> bool:
+    counts = [n]
+    if metric in _ON_OUTCOMES:
+        if positives is None:
+            return True  # the classes are unknown: whether a cell is small cannot be told
+        counts += [positives, n - positives]
+    elif metric in _NUMERATORS:
+        part = int(details.get(_NUMERATORS[metric], 0))
+        counts += [part, n - part]
+    return any(is_small(c, minimum) for c in counts)
+
+
 def latest_figures(engine: Engine, small_cell_min: int) -> list[Figure]:
     """The whole-population figures of each group's latest window (by window end, then the
-    latest run's row), without those from fewer than ``small_cell_min`` cards."""
+    latest run's row), without those that rest on a small cell (suppression.py)."""
     r = RESULTS
     group = [r.c.service_id, r.c.model_name, r.c.model_version, r.c.environment, r.c.role]
     latest = (
@@ -93,34 +115,66 @@ def latest_figures(engine: Engine, small_cell_min: int) -> list[Figure]:
     )
     query = (
         sa.select(
-            *group, r.c.window_start, r.c.window_end, r.c.metric, r.c.feature, r.c.value, r.c.n
+            *group,
+            r.c.window_start,
+            r.c.window_end,
+            r.c.metric,
+            r.c.feature,
+            r.c.value,
+            r.c.n,
+            r.c.details,
         )
         .select_from(r.join(latest, on))
-        .where(r.c.subgroup == "", r.c.metric.in_(_METRICS), r.c.value.is_not(None))
+        .where(r.c.subgroup == "", r.c.metric.in_([*_METRICS, "outcomes"]))
         .order_by(r.c.id)
     )
-    found: dict[tuple[Any, ...], Figure] = {}
+    rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    positives: dict[tuple[Any, ...], int] = {}
     with engine.connect() as conn:
-        for service, model, version, env, role, ws, we, metric, feature, value, n in conn.execute(
-            query
-        ):
-            hours = (as_utc(we) - as_utc(ws)).total_seconds() / 3600
-            attributes = {
-                "cds.service": service,
-                "cds.model.name": model,
-                "cds.model.version": version,
-                "deployment.environment": env,
-                "cds.role": role,
-                "cds.monitoring.window": f"{hours:g}h",
-            }
-            if feature:
-                attributes["cds.feature"] = feature
-            key = (service, model, version, env, role, metric, feature)
-            if is_small(int(n), small_cell_min):
-                found.pop(key, None)  # a later run's small cell hides the earlier figure too
+        for (
+            service,
+            model,
+            version,
+            env,
+            role,
+            ws,
+            we,
+            metric,
+            feature,
+            value,
+            n,
+            details,
+        ) in conn.execute(query):
+            g = (service, model, version, env, role)
+            if metric == "outcomes":
+                positives[g] = int(json.loads(details).get("positives", 0))
                 continue
-            found[key] = (metric, attributes, float(value))
-    return list(found.values())
+            rows[(*g, metric, feature)] = (as_utc(ws), as_utc(we), value, int(n), details)
+    out: list[Figure] = []
+    for (service, model, version, env, role, metric, feature), (
+        ws,
+        we,
+        value,
+        n,
+        details,
+    ) in rows.items():
+        g = (service, model, version, env, role)
+        if value is None or _small(
+            metric, n, json.loads(details), positives.get(g), small_cell_min
+        ):
+            continue
+        attributes = {
+            "cds.service": service,
+            "cds.model.name": model,
+            "cds.model.version": version,
+            "deployment.environment": env,
+            "cds.role": role,
+            "cds.monitoring.window": f"{(we - ws).total_seconds() / 3600:g}h",
+        }
+        if feature:
+            attributes["cds.feature"] = feature
+        out.append((metric, attributes, float(value)))
+    return out
 
 
 def _callback(

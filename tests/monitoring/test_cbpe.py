@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from cds_service.db.engine import upgrade
 from cds_service.monitoring import cbpe, run_monitoring
+from cds_service.monitoring.estimate_report import EstimateRow, render_estimates
 from tests.utils.audit_rows import card_row, insert
 from tests.utils.service import BACKENDS, Database, new_database
 
@@ -143,3 +144,19 @@ def test_spread_risks_estimate_above_the_gate_raise_no_alert(db: Database) -> No
         r=run_id,
     )
     assert row["value"] > 0.75
+
+
+def test_printed_table_withholds_small_cells() -> None:
+    at = START
+    rows = [
+        # 11 outcomes but 5 positives: the realized figure is a small cell
+        EstimateRow("m", "1", at, at, "prevalence", 0.31, 400, 0.45, 0.05, 11, True, 5),
+        # an estimate from 6 cards
+        EstimateRow("m", "1", at, at, "auroc", 0.7, 6),
+        EstimateRow("m", "1", at, at, "brier", 0.15, 400, 0.143, 0.012, 300, True, 90),
+    ]
+    lines = render_estimates(rows, 10).splitlines()[1:]
+    prevalence, auroc, brier = (line.split() for line in lines)
+    assert prevalence[4:] == ["0.310", "400", "suppressed", "-", "11", "-"]
+    assert auroc[4:] == ["suppressed", "<10", "-", "-", "0", "-"]
+    assert brier[4:] == ["0.150", "400", "0.143", "0.024", "300", "yes"]
