@@ -6,14 +6,18 @@ have their own entry point. Exit codes are the service CLI's (:mod:`cds_service.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cds_service.cli.common import engine, fail, local_issuer, local_key_path
 from cds_service.cli.exit_codes import ExitCode
 from cds_service.paths import data_dir, models_dir
+
+if TYPE_CHECKING:
+    from cds_service.config import Settings
 
 app = typer.Typer(
     help="Developer tools: a synthetic FHIR cohort and a simulated month of calls.",
@@ -66,6 +70,13 @@ def simulate(
     patients: Annotated[int, typer.Option(help="Synthetic ED cohort size.")] = 20000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic cohort.")] = 20261123,
     sign: Annotated[bool, typer.Option(help="Sign calls with the local key (keys init).")] = True,
+    withhold_days: Annotated[
+        int,
+        typer.Option(
+            help="Then check the estimated performance: withhold the outcomes of the last N "
+            "days, monitor in N-day windows, add them back, monitor again; print both."
+        ),
+    ] = 0,
 ) -> None:
     """Replay synthetic ED visits as signed calls over simulated days, post feedback, derive
     outcomes and run the monitor (the service needs CDS_ALLOW_SIMULATED_TIME=true)."""
@@ -113,3 +124,22 @@ def simulate(
         typer.echo(f"outcomes written {report.outcomes.outcomes_written}")
     typer.echo(report.monitor_summary)
     typer.echo("drift alerts: " + (", ".join(report.drift_alerts) or "none"))
+    if withhold_days > 0 and report.window_start and report.window_end:
+        _estimate_check(report.window_start, report.window_end, withhold_days, settings)
+
+
+def _estimate_check(start: datetime, end: datetime, days: int, settings: Settings) -> None:
+    """Estimates with the last days' outcomes withheld, then beside the realized figures."""
+    from cds_devtools.estimate_check import check_estimates
+    from cds_service.monitoring.estimate_report import estimate_rows, render_estimates
+
+    span = timedelta(days=days)
+    eng = engine()
+    check = check_estimates(
+        eng, models_dir(), start=start, end=end, window=span, withhold_from=end - span
+    )
+    minimum = settings.small_cell_min
+    typer.echo(f"\nestimated performance, outcomes of the last {days} day(s) withheld:")
+    typer.echo(render_estimates(estimate_rows(eng, check.before.run_id), minimum))
+    typer.echo(f"\nthe same windows once their {check.withheld} outcome(s) are added:")
+    typer.echo(render_estimates(estimate_rows(eng, check.after.run_id), minimum))

@@ -27,6 +27,7 @@ from cds_service.cds_hooks.fhir_client import FhirClient
 from cds_service.config import Settings
 from cds_service.db.engine import make_engine, upgrade
 from cds_service.db.health import DatabaseHealth
+from cds_service.monitoring.telemetry import configure_metrics
 from cds_service.security.jwks import JwksCache
 from cds_service.security.jwt_auth import Authenticator
 from cds_service.security.replay import ReplayStore
@@ -153,6 +154,12 @@ async def _build_state(
     stack.callback(engine.dispose)
     if settings.run_migrations_on_start:
         upgrade(engine)
+    # Monitoring figures as OpenTelemetry gauges, when an OTLP endpoint is configured.
+    meters = configure_metrics(
+        engine, settings.small_cell_min, environment=settings.environment.value
+    )
+    if meters is not None:
+        stack.callback(meters.shutdown)
     health = DatabaseHealth(settings.audit_budget_ms / 1000)
     writer = AuditWriter(engine, Spool(settings.spool_dir), health)
     stack.push_async_callback(_last_replay, writer)

@@ -6,7 +6,9 @@ Modules: thresholds (when a figure alerts), windows (time windows), context (wha
 version's manifest says), accumulate (streaming the cards), figures (the statistics of a
 window), results and alerts (rows written), run (one run), schedule (the scheduled run).
 Evidence for the quality team: alert_burden and burden_report (alerts per threshold), fairness
-and fairness_report (ratios to a reference group), suppression (the small-cell rule).
+and fairness_report (ratios to a reference group), suppression (the small-cell rule); cbpe,
+estimated and estimate_report (performance estimated from the risks before the outcomes, and
+its error once they arrive); telemetry (the figures as OpenTelemetry gauges).
 """
 
 from cds_service.monitoring.report import AlertRecord, GroupKey, MonitorReport

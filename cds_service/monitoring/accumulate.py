@@ -122,6 +122,8 @@ class WindowAccumulator:
             self.bin_counts.append(None if bins is None else np.zeros(bins.bins, dtype=np.int64))
         self.samples = [BottomKSample(sample_size) for _ in ctx.features]
         self._risks: list[FloatArray] = []
+        self._risk_alerting: list[BoolArray] = []
+        self._labelled_alerting: list[tuple[FloatArray, FloatArray]] = []
         self._perf: list[tuple[FloatArray, FloatArray, FloatArray, FloatArray]] = []
         # subgroup -> [cards, risk cards, risk cards with an alerting indicator]
         self.subgroup_counts: dict[str, list[int]] = {}
@@ -134,6 +136,7 @@ class WindowAccumulator:
         risk, label = batch.risk, batch.label
         has_risk = ~np.isnan(risk)
         self._risks.append(risk[has_risk])
+        self._risk_alerting.append(batch.alerting[has_risk])
 
         names = self.ctx.features
         nan = np.full(n, np.nan)
@@ -171,9 +174,25 @@ class WindowAccumulator:
             self._perf.append(
                 (risk[with_outcome], label[with_outcome], sex[with_outcome], age[with_outcome])
             )
+            alerted = with_outcome & batch.alerting
+            self._labelled_alerting.append((risk[alerted], label[alerted]))
 
     def risks(self) -> FloatArray:
         return np.concatenate(self._risks) if self._risks else np.empty(0)
+
+    def risks_and_alerting(self) -> tuple[FloatArray, BoolArray]:
+        """Every risk of the window (outcome known or not) and whether its card alerted: the
+        inputs of the estimated performance."""
+        if not self._risks:
+            return np.empty(0), np.empty(0, dtype=bool)
+        return np.concatenate(self._risks), np.concatenate(self._risk_alerting)
+
+    def alerting_outcomes(self) -> tuple[FloatArray, FloatArray]:
+        """(risk, label) of the alerting cards with an outcome: the realized alert PPV."""
+        if not self._labelled_alerting:
+            return np.empty(0), np.empty(0)
+        p, y = (np.concatenate(parts) for parts in zip(*self._labelled_alerting, strict=True))
+        return p, y
 
     def performance_inputs(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """(risk, label, sex_male, age) of the cards with an outcome, in a fixed order (by risk,

@@ -34,6 +34,7 @@ from cds_service.monitoring import queries as q
 from cds_service.monitoring.accumulate import WindowAccumulator, split_by_group
 from cds_service.monitoring.alerts import AlertBook
 from cds_service.monitoring.context import ModelContext, load_context
+from cds_service.monitoring.estimated import estimated_performance
 from cds_service.monitoring.report import GroupKey, MonitorReport
 from cds_service.monitoring.results import WindowResults, details_json
 from cds_service.monitoring.thresholds import KS_SAMPLE_SIZE, Thresholds
@@ -152,6 +153,7 @@ class _Run:
         figures.subgroup_volume(w, acc)
         figures.prediction_drift(w, self.t, acc.risks(), self.baselines)
         figures.performance(w, self.t, acc)
+        estimated_performance(w, self.t, acc)
 
     def flush(self) -> None:
         assert self.report is not None and self.alerts is not None
