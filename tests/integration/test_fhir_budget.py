@@ -36,8 +36,9 @@ def _hooks(tmp: Path) -> Path:
     shutil.copytree(hooks_dir(), out)
     path = out / f"{ED}.toml"
     text = path.read_text(encoding="utf-8")
+    # The budget keys belong to [service]: before its first sub-table ([service.nl]).
     text = text.replace(
-        "[prefetch]", 'fhir_budget_seconds = 1.0\non_fhir_timeout = "card"\n\n[prefetch]', 1
+        "[service.nl]", 'fhir_budget_seconds = 1.0\non_fhir_timeout = "card"\n\n[service.nl]', 1
     )
     # The encounter in context anchors the moment (a 412 without it, whatever on_fhir_timeout
     # says): this EHR prefetches it on its own key, so only the encounter search is late.
@@ -103,8 +104,8 @@ def test_on_fhir_timeout_card_returns_the_card_without_the_late_inputs(
     assert elapsed < BUDGET + SLACK
     card: dict[str, Any] = r.json()["cards"][0]
     assert "(high)" in card["summary"]  # the risk is computed from what did arrive
-    assert f"- Admissions in the past year: {REASON}" in card["detail"]
-    assert f"- ED visits in the past year: {REASON}" in card["detail"]
+    assert f"- Admissions in the past year: the {REASON}" in card["detail"]
+    assert f"- ED visits in the past year: the {REASON}" in card["detail"]
     row = svc.db.rows(
         "SELECT inputs, mapper_warnings FROM card_audit WHERE card_uuid = :u", u=card["uuid"]
     )[0]
