@@ -227,13 +227,16 @@ def applied_model_card(
                 ),
                 TestType="Subgroup analysis.",
                 TestingDataDescription=f"Held-out test set; live cards {period}.",
-                ValidationProcessAndJustification="Gate at promotion; monthly fairness review.",
+                ValidationProcessAndJustification=(
+                    f"Gate at promotion; review every {plan.review_period_days} days."
+                ),
             ),
             SafetyReliability=s.KeyMetricType(
                 MetricGoal=(
                     f"Calibration intercept {i.calibration_intercept_range}, "
                     f"slope {i.calibration_slope_range}; "
-                    f"PSI at most {i.max_psi}; missing inputs at most {i.max_missing_rate}."
+                    f"PSI at most {i.max_psi}; inputs missing at most "
+                    f"{i.max_missing_rate_excess} more often than in training."
                 ),
                 Results=[_result(f"plan exceedances {period}", {"count": len(data.exceedances)})],
                 Interpretation="Exceedances are listed in the PMS report of the period.",

@@ -95,8 +95,28 @@ def _exceedances(plan: PmsPlan, perf: list[Row], drift: list[Row], minimum: int)
     _check(perf, minimum, "override_rate", lambda v: v > i.max_override_rate, over, out)
     for metric in ("psi", "prediction_psi"):
         _check(drift, minimum, metric, lambda v: v > i.max_psi, f"max {i.max_psi}", out)
-    miss = f"max {i.max_missing_rate}"
-    _check(drift, minimum, "missing_rate", lambda v: v > i.max_missing_rate, miss, out)
+    for r, excess in _missing_excess(drift, minimum):
+        if excess > i.max_missing_rate_excess:
+            out.append(
+                f"missing_rate ({r['feature']}) {r['value']:.3f}, {excess:+.3f} over the training "
+                f"reference, against the plan's max excess {i.max_missing_rate_excess}: "
+                f"{_series(r)}, {_window(r)}"
+            )
+    return out
+
+
+def _missing_excess(drift: list[Row], minimum: int) -> list[tuple[Row, float]]:
+    """Each shown missing rate with its excess over the training reference's rate."""
+    ref = {
+        (_window(r), _series(r), r["feature"]): float(r["value"])
+        for r in drift
+        if r["metric"] == "missing_rate_reference" and r["value"] is not None
+    }
+    out = []
+    for r in drift:
+        key = (_window(r), _series(r), r["feature"])
+        if r["metric"] == "missing_rate" and _visible(r, minimum) and key in ref:
+            out.append((r, float(r["value"]) - ref[key]))
     return out
 
 
@@ -152,10 +172,11 @@ def _drift(drift: list[Row], plan: PmsPlan, minimum: int) -> Section:
     i = plan.indicators
     notes = [
         f"Population stability index of each input and of the predicted risk against the "
-        f"training reference, and each input's missing rate; plan maxima: PSI {i.max_psi}, "
-        f"missing rate {i.max_missing_rate}."
+        f"training reference, and each input's missing rate beside its rate in training; plan "
+        f"maxima: PSI {i.max_psi}, missing rate {i.max_missing_rate_excess} over training."
     ]
-    table = _pivot(drift, ("psi", "prediction_psi", "missing_rate"), minimum, key="feature")
+    metrics = ("psi", "prediction_psi", "missing_rate", "missing_rate_reference")
+    table = _pivot(drift, metrics, minimum, key="feature")
     if not drift:
         notes.append("No drift figures in the period.")
     return Section("drift", "Drift", notes, [table])

@@ -115,7 +115,8 @@ def performance(conn: Connection, model: str, start: datetime, end: datetime) ->
 
 
 def drift(conn: Connection, model: str, start: datetime, end: datetime) -> list[Row]:
-    return results(conn, V_DRIFT, model, start, end, ("psi", "prediction_psi", "missing_rate"))
+    metrics = ("psi", "prediction_psi", "missing_rate", "missing_rate_reference")
+    return results(conn, V_DRIFT, model, start, end, metrics)
 
 
 def subgroups(conn: Connection, model: str, start: datetime, end: datetime) -> list[Row]:
