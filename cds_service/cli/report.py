@@ -88,6 +88,10 @@ def pms(
             typer.echo(f"wrote {print_pdf(html, out / f'{stem}.pdf')}")
         except ChromiumMissing as exc:
             raise fail(f"{exc} (or pass --no-pdf)", ExitCode.BAD_INPUT) from exc
+        except (RuntimeError, OSError) as exc:
+            raise fail(
+                f"printing the PDF failed: {exc} (the HTML is written)", ExitCode.BAD_INPUT
+            ) from exc
     typer.echo(f"{len(data.exceedances)} exceedance(s) of the PMS plan")
     for line in data.exceedances:
         typer.echo(f"  {line}")

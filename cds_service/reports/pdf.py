@@ -47,12 +47,15 @@ def find_chromium() -> str:
 def _run(html: Path, *extra: str) -> None:
     with tempfile.TemporaryDirectory(prefix="cds-chromium-") as profile:
         cmd = [find_chromium(), *_ARGS, f"--user-data-dir={profile}", *extra]
-        done = subprocess.run(  # noqa: S603 - fixed arguments, a local file
-            [*cmd, html.resolve().as_uri()],
-            capture_output=True,
-            timeout=TIMEOUT_SECONDS,
-            check=False,
-        )
+        try:
+            done = subprocess.run(  # noqa: S603 - fixed arguments, a local file
+                [*cmd, html.resolve().as_uri()],
+                capture_output=True,
+                timeout=TIMEOUT_SECONDS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"chromium did not finish in {TIMEOUT_SECONDS} s") from exc
     if done.returncode != 0:
         tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
         raise RuntimeError(f"chromium exited {done.returncode}: {' | '.join(tail)}")

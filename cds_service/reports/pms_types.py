@@ -10,7 +10,16 @@ from cds_service.monitoring.suppression import SUPPRESSED, is_small
 __all__ = ["Section", "Table", "figure"]
 
 # Figures that are a count over n (the complement is a count too): a small count is withheld.
-_RATES = frozenset({"alert_rate", "override_rate", "acceptance_rate", "missing_rate", "prevalence"})
+_RATES = frozenset(
+    {
+        "alert_rate",
+        "override_rate",
+        "acceptance_rate",
+        "missing_rate",
+        "missing_rate_reference",
+        "prevalence",
+    }
+)
 
 
 @dataclass(slots=True)
