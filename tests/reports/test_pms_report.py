@@ -118,6 +118,11 @@ def test_pms_report_pdf_for_each_bundled_model(
         assert heading in text, heading
     assert f"Post-market surveillance report: {model}" in text
     assert "not yet estimated" in text
+    band = _small_band(model)
+    lines = [ln for p in reader.pages for ln in (p.extract_text() or "").splitlines()]
+    small = [ln for ln in lines if band in ln]
+    assert small
+    assert all(re.search(rf"{band} <10 suppressed (suppressed|-)$", ln) for ln in small), small
 
     html = stem.with_suffix(".html").read_text()
     rows = _cells(html)
@@ -205,13 +210,21 @@ def test_estimated_figures_are_read_when_monitoring_wrote_them(
         }
         for k, (value, n) in enumerate(((0.7312, 500), (0.9, 7)))
     ]
+    # AUROC below the plan's 0.7 in acceptance: an exceedance when shown, none from 7 outcomes
+    rows += [
+        {**rows[k], "environment": "acceptance", "metric": "auroc", "value": value, "n": n}
+        for k, (value, n) in enumerate(((0.61, 400), (0.42, 7)))
+    ]
     with db.engine.begin() as conn:
         conn.execute(sa.insert(MonitoringResult.__table__), rows)  # type: ignore[attr-defined]
     monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CDS_DATABASE_URL", db.url)
     out = tmp_path / "out"
     args = ["report", "pms", "--model", "post-mi-unplanned-visit", *PERIOD, "--out", str(out)]
-    assert CliRunner().invoke(app, [*args, "--no-pdf"]).exit_code == 0
+    result = CliRunner().invoke(app, [*args, "--no-pdf"])
+    assert result.exit_code == 0, result.output
+    assert "auroc 0.610 against the plan's minimum 0.7: 1.0.0 acceptance/live" in result.output
+    assert "0.420" not in result.output
     html = (out / "pms-post-mi-unplanned-visit-20260302-20260330.html").read_text()
     assert "not yet estimated" not in html
     estimated = [r for r in _cells(html) if r and "estimated_auroc" in r]
