@@ -11,6 +11,7 @@ import typer
 
 from cds_service.cli import data, keys, lifecycle, monitor, moved, serve
 from cds_service.cli import quality as quality_cli
+from cds_service.cli import report as report_cli
 from cds_service.cli import retention as retention_cli
 from cds_service.cli.db import db_app
 from cds_service.cli.exit_codes import ExitCode
@@ -50,3 +51,5 @@ lifecycle.audit_app.command("purge")(retention_cli.purge)
 # Evidence for the quality team.
 app.command()(quality_cli.thresholds)
 app.command()(quality_cli.fairness)
+# Reports from SQL (post-market surveillance, applied model card).
+app.add_typer(report_cli.report_app, name="report")

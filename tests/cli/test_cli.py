@@ -45,6 +45,8 @@ COMMANDS = [
     ["audit", "verify"],
     ["db"],
     ["db", "upgrade"],
+    ["report", "pms"],
+    ["report", "model-card"],
 ]
 
 
