@@ -51,14 +51,17 @@ class ServiceState:
         self.sessions = sessions
         self.web_http = web_http
 
-    async def caller(self, request: Request, *paths: str) -> Caller | None:
-        """Verify the JWT for this endpoint (audience = the exact URL called)."""
+    async def caller(self, request: Request, *paths: str, defer: bool = False) -> Caller | None:
+        """Verify the JWT for this endpoint (audience = the exact URL called); ``defer``: the
+        jti is reserved, and recorded with the call's audit row (``Caller.pending``)."""
         if self.authenticator is None:
             return None
         base = self.settings.public_base_url
         try:
             return await self.authenticator.verify(
-                request.headers.get("authorization"), tuple(base + p for p in paths)
+                request.headers.get("authorization"),
+                tuple(base + p for p in paths),
+                defer_replay=defer,
             )
         except AuthError as exc:
             log.info("rejected call: %s", exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +52,14 @@ def _from_json_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Runs first in a row's transaction (the call's jti insert); False rolls the transaction back.
+Guard = Callable[[sa.Connection], bool]
+
+
+class GuardRefused(Exception):
+    """The guard said no: nothing of the transaction was kept (a replayed token's call)."""
+
+
 def _permanent(exc: StatementError) -> bool:
     """Bad data (the database will refuse it again), as opposed to an outage."""
     if isinstance(exc, DataError | IntegrityError):
@@ -92,8 +101,10 @@ class AuditWriter:
             stmt = stmt.on_conflict_do_nothing()
         conn.execute(stmt, rows)
 
-    def _commit(self, table: str, rows: list[dict[str, Any]]) -> None:
+    def _commit(self, table: str, rows: list[dict[str, Any]], guard: Guard | None = None) -> None:
         with self.engine.begin() as conn:
+            if guard is not None and not guard(conn):
+                raise GuardRefused
             self._insert_ignore(conn, table, rows)
 
     def spool_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
@@ -123,14 +134,18 @@ class AuditWriter:
             self.spool_rows(table, rows)
             return False
 
-    async def write_within_budget(self, table: str, rows: list[dict[str, Any]]) -> bool:
+    async def write_within_budget(
+        self, table: str, rows: list[dict[str, Any]], guard: Guard | None = None
+    ) -> bool:
         """The request path's write: off the event loop, at most the budget long. Past the budget
         the rows are spooled and the late database write, if it still lands, is harmless: every
-        write is an insert-ignore on the row's key, so the replay cannot add a second copy."""
+        write is an insert-ignore on the row's key, so the replay cannot add a second copy.
+        ``guard`` runs first in the same transaction (one commit per call); GuardRefused when it
+        says no. Spooled rows did not run it: the caller falls back for it."""
         if not rows:
             return True
         try:
-            await self.health.call(lambda: self._commit(table, rows))
+            await self.health.call(lambda: self._commit(table, rows, guard))
             return True
         except DatabaseUnavailable as exc:
             log.warning(
