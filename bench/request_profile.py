@@ -113,6 +113,23 @@ class Driver:
         return status
 
 
+class _GcPauses:
+    """gc.callbacks: the CPU time of each collection (thread time: a busy machine barely moves
+    it), by arm and generation."""
+
+    def __init__(self) -> None:
+        self.arm: str | None = None
+        self.cpu_ms: dict[tuple[str, int], list[float]] = {}
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.thread_time()
+        elif self.arm is not None:
+            key = (self.arm, info["generation"])
+            self.cpu_ms.setdefault(key, []).append((time.thread_time() - self._start) * 1000)
+
+
 async def _timed(driver: Driver, tokens: list[str]) -> tuple[list[float], float]:
     walls = []
     cpu0 = time.process_time()
@@ -143,6 +160,9 @@ async def run(args: argparse.Namespace, key: Any) -> None:
     tokens = [sign(key, iss=ISSUER, aud=BASE + PATH, lifetime=3000) for _ in range(n)]
     driver = Driver(app, body)
     async with app.router.lifespan_context(app):
+        if args.gc_threshold:
+            gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+        print(f"gc thresholds {gc.get_threshold()}")
         for token in tokens[: args.warmup]:
             await driver.call(token)
         rest = tokens[args.warmup :]
@@ -163,15 +183,31 @@ async def run(args: argparse.Namespace, key: Any) -> None:
         per = args.calls // args.blocks
         frozen: list[float] = []
         thawed: list[float] = []
+        pauses = _GcPauses()
+        gc.callbacks.append(pauses)
         for b in range(args.blocks):
             chunk = rest[2 * b * per : (2 * b + 2) * per]
             gc.unfreeze()
+            pauses.arm = "thawed"
             thawed += (await _timed(driver, chunk[:per]))[0]
+            pauses.arm = None
             gc.collect()
             gc.freeze()
+            pauses.arm = "frozen"
             frozen += (await _timed(driver, chunk[per:]))[0]
+            pauses.arm = None
+        gc.callbacks.remove(pauses)
         print(_summary("gc.freeze() after start-up", frozen))
         print(_summary("heap not frozen", thawed))
+        print("collections during the calls (CPU ms of the collecting thread, per generation):")
+        for arm in ("frozen", "thawed"):
+            for gen in (0, 1, 2):
+                got = pauses.cpu_ms.get((arm, gen), [])
+                if got:
+                    print(
+                        f"  {arm:<7} gen {gen}: {len(got):5d} collections, "
+                        f"max {max(got):8.3f}, total {sum(got):9.3f}"
+                    )
 
 
 def main() -> None:
@@ -181,6 +217,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp folder")
     parser.add_argument("--profile", action="store_true", help="pyinstrument text profile")
     parser.add_argument("--gc-compare", action="store_true", help="frozen vs unfrozen heap")
+    parser.add_argument("--gc-threshold", type=int, default=0, help="set gen-0 threshold")
     parser.add_argument("--blocks", type=int, default=10, help="blocks per --gc-compare arm")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cds-prof-") as tmp:
