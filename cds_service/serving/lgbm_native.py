@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import math
 import threading
 import weakref
 from functools import cache
@@ -82,6 +83,10 @@ class NativeBooster:
         weakref.finalize(self, _free, self._handle, self._raw, self._contrib)
         self._raw_out = (ctypes.c_double * 1)()
         self._contrib_out = (ctypes.c_double * (self.num_features + 1))()
+        # warm: the first prediction of each kind sets up the predictor's buffers, at start-up
+        # rather than on a physician's call
+        self.raw_score([math.nan] * self.num_features)
+        self.contributions([math.nan] * self.num_features)
 
     def _fast_config(self, predict_type: int) -> ctypes.c_void_p:
         lib = _library()
