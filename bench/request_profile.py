@@ -45,7 +45,7 @@ PATH = "/cds-services/ed-admission-risk"
 BASE = "http://127.0.0.1:8000"
 
 
-def _environment(tmp: Path, database_url: str | None) -> Any:
+def _environment(tmp: Path, database_url: str | None, audit_budget_ms: int = 0) -> Any:
     from cds_service.security.local_issuer import generate_key, public_jwks
 
     models = tmp / "models"
@@ -62,6 +62,8 @@ def _environment(tmp: Path, database_url: str | None) -> Any:
     )
     if database_url:
         os.environ["CDS_DATABASE_URL"] = database_url
+    if audit_budget_ms:
+        os.environ["CDS_AUDIT_BUDGET_MS"] = str(audit_budget_ms)
     return key
 
 
@@ -218,10 +220,17 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="pyinstrument text profile")
     parser.add_argument("--gc-compare", action="store_true", help="frozen vs unfrozen heap")
     parser.add_argument("--gc-threshold", type=int, default=0, help="set gen-0 threshold")
+    parser.add_argument(
+        "--audit-budget-ms",
+        type=int,
+        default=0,
+        help="raise the audit budget (under callgrind a commit takes longer than 200 ms, and a "
+        "spooled row would be counted instead of a committed one)",
+    )
     parser.add_argument("--blocks", type=int, default=10, help="blocks per --gc-compare arm")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cds-prof-") as tmp:
-        key = _environment(Path(tmp), args.database_url)
+        key = _environment(Path(tmp), args.database_url, args.audit_budget_ms)
         print(f"load average {os.getloadavg()[0]:.2f}")
         asyncio.run(run(args, key))
 
