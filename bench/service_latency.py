@@ -1,16 +1,22 @@
 """Service latency benchmark: the real server, signed ED encounter-start calls (ES384 JWTs, each
-with its own jti) with a 200-Observation prefetch, the audit row committed on every call.
+with its own jti) with a 200-Observation prefetch, the jti and the audit row committed on every
+call.
 
-Two measurements per worker count:
-1. sequential calls from one client, reading the server's own ``Server-Timing`` header: server-side
-   p50/p99 per stage (parse, fetch, map, predict, explain, card, audit, total);
-2. ``wrk`` (if installed: apt-get install wrk) with several connections for requests/s and
-   client-side latency percentiles.
+Per database (SQLite and, with ``--database-url``, PostgreSQL) and worker count:
+1. sequential calls from one client: server-side p50/p99 per stage from the server's own
+   ``Server-Timing`` header (parse, fetch, map, predict, explain, card, audit, total), and the
+   client's own p50/p99 around each call;
+2. ``wrk`` (if installed: apt-get install wrk) with several connections, a Lua script that sends
+   a distinct pre-signed token on every request: requests/s, client percentiles, errors.
 
-Prints figures; asserts nothing. Targets loopback only and is bounded in time.
+The floor, measured in the same run with the same client, body and worker count: a bare uvicorn
+app (same loop and HTTP parser) that reads the body, parses it with orjson and answers
+``{"cards": []}``. Every figure is printed beside it as a ratio, so a figure means the same on a
+busy or quiet machine. Prints figures; asserts nothing. Targets loopback only.
 
-    python3 bench/service_latency.py [--workers 1 2] [--seconds 10] [--database-url URL]
-                                     [--shadow]   # also: with a shadow model, p99 compared
+    python3 bench/service_latency.py [--workers 1 2] [--seconds 10]
+        [--database-url sqlite postgresql://postgres@127.0.0.1:5432/cds_bench]
+        [--shadow]   # also: with a shadow model, p99 compared
 """
 
 from __future__ import annotations
@@ -70,28 +76,31 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start_server(workers: int, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cds_service.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
-    )
+ECHO_APP = """
+import orjson
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    if body:
+        orjson.loads(body)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"cards":[]}'})
+"""
+
+
+def _wait_up(proc: subprocess.Popen[bytes], url: str) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code < 500:
                 return proc
         except httpx.HTTPError:
             time.sleep(0.2)
@@ -99,7 +108,36 @@ def start_server(workers: int, port: int, env: dict[str, str]) -> subprocess.Pop
     raise RuntimeError("server did not start")
 
 
+def start_server(workers: int, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = ["-m", "cds_service.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    # the service's JSON log (one line per card, as in production) goes to a file, not a terminal
+    log = (Path(env["CDS_DATA_DIR"]) / "service.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, *command, "--log-level", "warning"],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=log,
+        stderr=log,
+    )
+    return _wait_up(proc, f"http://127.0.0.1:{port}/healthz")
+
+
+def start_echo(workers: int, port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """The floor: uvicorn with the service's loop and parser, orjson.loads of the body."""
+    (folder / "bench_echo.py").write_text(ECHO_APP)
+    options = ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    options += ["--log-level", "warning"]
+    where = ["--app-dir", str(folder), "--port", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench_echo:app", *where, *options],
+        start_new_session=True,
+    )
+    return _wait_up(proc, f"http://127.0.0.1:{port}/")
+
+
 def sequential(url: str, body: bytes, n: int, tokens: list[str]) -> dict[str, list[float]]:
+    """Server-Timing stages per call, and the client's own time around the call ('client')."""
     stages: dict[str, list[float]] = {}
     with httpx.Client(timeout=10) as client:
         for i in range(n + 50):
@@ -107,13 +145,17 @@ def sequential(url: str, body: bytes, n: int, tokens: list[str]) -> dict[str, li
                 "content-type": "application/json",
                 "authorization": f"Bearer {tokens[i % len(tokens)]}",
             }
+            start = time.perf_counter()
             r = client.post(url, content=body, headers=headers)
+            elapsed = (time.perf_counter() - start) * 1000
             r.raise_for_status()
             if i < 50:  # warm-up
                 continue
-            for part in r.headers["server-timing"].split(","):
-                name, dur = part.strip().split(";dur=")
-                stages.setdefault(name, []).append(float(dur))
+            stages.setdefault("client", []).append(elapsed)
+            for part in r.headers.get("server-timing", "").split(","):
+                if ";dur=" in part:
+                    name, dur = part.strip().split(";dur=")
+                    stages.setdefault(name, []).append(float(dur))
     return stages
 
 
@@ -159,7 +201,9 @@ def run_wrk(
     return out.stdout
 
 
-def prepare(tmp: Path, port: int, shadow: bool) -> tuple[dict[str, str], object]:
+def prepare(
+    tmp: Path, port: int, shadow: bool, database_url: str | None = None
+) -> tuple[dict[str, str], object]:
     """Models (optionally with a shadow copy deployed), a trusted local key, the environment."""
     from cds_service.security.local_issuer import generate_key, public_jwks
 
@@ -175,6 +219,8 @@ def prepare(tmp: Path, port: int, shadow: bool) -> tuple[dict[str, str], object]
         CDS_TRUSTED_ISSUERS=str(callers),
         CDS_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
     )
+    if database_url:
+        env["CDS_DATABASE_URL"] = database_url
     if shadow:
         # A byte-identical copy under another version: the cost of shadow scoring, not its value.
         shutil.copytree(models / "ed-admission" / "1.0.0", models / "ed-admission" / "1.0.0-shadow")
@@ -209,60 +255,126 @@ def tokens_for(key: object, aud: str, n: int) -> list[str]:
     return [sign(key, iss=ISSUER, aud=aud, lifetime=3000) for _ in range(n)]  # type: ignore[arg-type]
 
 
+def _wrk_figures(out: str | None) -> dict[str, str]:
+    """Requests/s, p50, p99 and errors from wrk's --latency report."""
+    if out is None:
+        return {}
+    figures: dict[str, str] = {"errors": "0"}
+    for line in out.splitlines():
+        words = line.split()
+        if line.startswith("Requests/sec:"):
+            figures["rps"] = words[1]
+        elif len(words) == 2 and words[0] in ("50%", "99%"):
+            figures[words[0]] = words[1]
+        elif "Non-2xx" in line:
+            figures["errors"] = words[-1]
+        elif "Socket errors" in line:
+            figures["socket"] = line.split(":", 1)[1].strip()
+    return figures
+
+
+def _load(
+    url: str, body: bytes, tmp: Path, tokens: list[str], args: argparse.Namespace
+) -> tuple[dict[str, list[float]], dict[str, str]]:
+    stages = sequential(url, body, args.sequential, tokens[: args.sequential + 60])
+    body_file = tmp / "body.json"
+    body_file.write_bytes(body)
+    tokens_file = tmp / "tokens.txt"
+    tokens_file.write_text("\n".join(tokens[args.sequential + 60 :]) + "\n")
+    out = run_wrk(url, body_file, tokens_file, args.seconds, args.connections)
+    return stages, _wrk_figures(out)
+
+
+def _print_stages(stages: dict[str, list[float]]) -> None:
+    print(f"  {'stage':<8} {'p50':>8} {'p99':>8} {'mean':>8}")
+    for name, values in stages.items():
+        print(
+            f"  {name:<8} {percentile(values, 0.5):8.3f} "
+            f"{percentile(values, 0.99):8.3f} {statistics.fmean(values):8.3f}"
+        )
+
+
+def _one_run(
+    database: str, workers: int, shadow: bool, body: bytes, args: argparse.Namespace
+) -> list[str]:
+    """The service, then the echo floor, with the same client, body and workers."""
+    where = "SQLite" if database == "sqlite" else database.split("@")[-1]
+    label = f"{where}, {workers} worker(s)" + (", shadow model" if shadow else "")
+    n_tokens = args.sequential + 60 + max(2000, 600 * args.seconds * workers)
+    with tempfile.TemporaryDirectory(prefix="cds-bench-") as folder:
+        tmp = Path(folder)
+        port = free_port()
+        env, key = prepare(tmp, port, shadow, None if database == "sqlite" else database)
+        proc = start_server(workers, port, env)
+        try:
+            url = f"http://127.0.0.1:{port}/cds-services/ed-admission-risk"
+            stages, wrk = _load(url, body, tmp, tokens_for(key, url, n_tokens), args)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        port = free_port()
+        echo = start_echo(workers, port, tmp)
+        try:
+            url = f"http://127.0.0.1:{port}/cds-services/ed-admission-risk"
+            floor, floor_wrk = _load(url, body, tmp, ["unused"] * n_tokens, args)
+        finally:
+            os.killpg(echo.pid, signal.SIGTERM)
+            echo.wait(timeout=30)
+    print(f"\n== {label}: {args.sequential} sequential calls (ms; 'client' = around the call)")
+    _print_stages(stages)
+    print(f"  echo floor client p50 {percentile(floor['client'], 0.5):.3f}")
+    print(f"  wrk service: {wrk or 'not installed (apt-get install wrk)'}")
+    print(f"  wrk echo floor: {floor_wrk}")
+    total, client, echo_client = stages["total"], stages["client"], floor["client"]
+    ratio = percentile(client, 0.5) / percentile(echo_client, 0.5)
+    return [
+        label,
+        f"{percentile(total, 0.5):.2f} / {percentile(total, 0.99):.2f}",
+        f"{percentile(client, 0.5):.2f} / {percentile(client, 0.99):.2f}",
+        f"{percentile(echo_client, 0.5):.2f} / {percentile(echo_client, 0.99):.2f}",
+        f"{ratio:.1f}x",
+        f"{wrk.get('rps', '-')} ({wrk.get('50%', '-')}/{wrk.get('99%', '-')}, "
+        f"{wrk.get('errors', '-')} err)",
+        floor_wrk.get("rps", "-"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--sequential", type=int, default=1000)
-    parser.add_argument("--database-url", default=None, help="default: SQLite in a temp folder")
+    parser.add_argument(
+        "--database-url",
+        nargs="+",
+        default=["sqlite"],
+        help="'sqlite' (a temp file) and/or PostgreSQL URLs",
+    )
     parser.add_argument("--shadow", action="store_true", help="also run with a shadow model")
     args = parser.parse_args()
     body = json.dumps(request_body(datetime.now(UTC))).encode()
     n_obs = len(json.loads(body)["prefetch"]["observations"]["entry"])
     print(f"request: signed encounter-start, ed-admission, {n_obs} Observations, {len(body)} bytes")
-    runs = [(w, False) for w in args.workers] + ([(1, True)] if args.shadow else [])
-    for workers, shadow in runs:
-        with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:
-            port = free_port()
-            env, key = prepare(Path(tmp), port, shadow)
-            if args.database_url:
-                env["CDS_DATABASE_URL"] = args.database_url
-            proc = start_server(workers, port, env)
-            try:
-                url = f"http://127.0.0.1:{port}/cds-services/ed-admission-risk"
-                tokens = tokens_for(key, url, args.sequential + 60)
-                stages = sequential(url, body, args.sequential, tokens)
-                where = "SQLite" if not args.database_url else args.database_url.split("@")[-1]
-                label = " with a shadow model" if shadow else ""
-                print(f"\n== {workers} worker(s){label}, database {where}")
-                print(f"server-side stages over {args.sequential} sequential calls (ms):")
-                print(f"  {'stage':<8} {'p50':>8} {'p99':>8} {'mean':>8}")
-                for name, values in stages.items():
-                    print(
-                        f"  {name:<8} {percentile(values, 0.5):8.3f} "
-                        f"{percentile(values, 0.99):8.3f} {statistics.fmean(values):8.3f}"
-                    )
-                body_file = Path(tmp) / "body.json"
-                body_file.write_bytes(body)
-                tokens_file = Path(tmp) / "tokens.txt"
-                n_tokens = max(2000, 1200 * args.seconds * workers)
-                tokens_file.write_text("\n".join(tokens_for(key, url, n_tokens)) + "\n")
-                out = run_wrk(url, body_file, tokens_file, args.seconds, args.connections)
-                if out is None:
-                    print("wrk not installed: no throughput figure (apt-get install wrk)")
-                else:
-                    print(
-                        f"wrk, {args.connections} connections, {args.seconds} s "
-                        f"({n_tokens} distinct tokens):"
-                    )
-                    keys = ("Requests/sec", "50%", "99%", "requests in", "Non-2xx", "Socket errors")
-                    for line in out.splitlines():
-                        if any(k in line for k in keys):
-                            print("  " + line.strip())
-            finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=30)
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    rows = []
+    for database in args.database_url:
+        runs = [(w, False) for w in args.workers] + ([(1, True)] if args.shadow else [])
+        for workers, shadow in runs:
+            rows.append(_one_run(database, workers, shadow, body, args))
+    head = [
+        "run",
+        "server p50/p99",
+        "client p50/p99",
+        "echo client p50/p99",
+        "client p50 / echo",
+        "wrk req/s (p50/p99)",
+        "echo wrk req/s",
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    print(f"\nsummary (ms; load average at end: {os.getloadavg()[0]:.2f})")
+    for r in [head, *rows]:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
 
 
 if __name__ == "__main__":

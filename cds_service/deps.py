@@ -7,6 +7,7 @@ the thread pool on the request path.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -70,9 +71,23 @@ def _audiences(request: Request) -> tuple[str, ...]:
     return (path,)
 
 
-async def get_caller(state: State, request: Request) -> Caller | None:
-    """The verified CDS client, or None with auth disabled (development); 401 otherwise."""
-    return await state.caller(request, *_audiences(request))
+# The service call: its jti is committed with its audit row (one commit per call).
+SERVICE_CALL_PATH = "/cds-services/{service_id}"
+
+
+async def get_caller(state: State, request: Request) -> AsyncIterator[Caller | None]:
+    """The verified CDS client, or None with auth disabled (development); 401 otherwise. A
+    service call's jti that no audit row took (the call failed, or was refused, first) is
+    recorded on the way out, so a token spent on a failed call cannot be replayed."""
+    route = request.scope["route"]
+    defer = request.method == "POST" and route.path_format == SERVICE_CALL_PATH
+    caller = await state.caller(request, *_audiences(request), defer=defer)
+    try:
+        yield caller
+    finally:
+        claim = caller.pending if caller is not None else None
+        if claim is not None and not claim.recorded and state.authenticator is not None:
+            await state.authenticator.replay.record_within_budget(claim)
 
 
 VerifiedCaller = Annotated[Caller | None, Depends(get_caller)]

@@ -51,14 +51,17 @@ class ServiceState:
         self.sessions = sessions
         self.web_http = web_http
 
-    async def caller(self, request: Request, *paths: str) -> Caller | None:
+    async def caller(self, request: Request, *paths: str, defer: bool = False) -> Caller | None:
         """Verify the JWT for this endpoint (audience = the exact URL called, with or without
-        one trailing slash: the same endpoint, so the check is no weaker)."""
+        one trailing slash: the same endpoint, so the check is no weaker); ``defer``: the jti is
+        reserved, and recorded with the call's audit row (``Caller.pending``)."""
         if self.authenticator is None:
             return None
         base = self.settings.public_base_url
         audiences = tuple(a for p in paths for a in (base + p, base + p + "/"))
         try:
-            return await self.authenticator.verify(request.headers.get("authorization"), audiences)
+            return await self.authenticator.verify(
+                request.headers.get("authorization"), audiences, defer_replay=defer
+            )
         except AuthError as exc:  # logged with its reason by the error handler
             raise ServiceError(401, str(exc), log_detail=exc.detail) from None

@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from cds_service.audit.rows import AuditRow, CallSubject, Verdict
+from cds_service.audit.writer import GuardRefused
 from cds_service.cds_hooks.anchoring import moment_text, visit_of
 from cds_service.cds_hooks.cards import (
     CardModelInfo,
@@ -44,6 +45,7 @@ from cds_service.observability.stage_timer import StageTimer
 from cds_service.observability.traces import tracer
 from cds_service.security.jwt_auth import Caller
 from cds_service.security.pseudonym import pseudonym
+from cds_service.security.replay import record_in
 from cds_service.serving.hook_defs import HookDefinition
 from cds_service.state import ServiceState
 
@@ -213,10 +215,17 @@ def call_subject(
 
 
 async def audit(
-    st: ServiceState, subject: CallSubject, scored: Scored, result: CardResult, latency_ms: float
+    st: ServiceState,
+    subject: CallSubject,
+    scored: Scored,
+    result: CardResult,
+    latency_ms: float,
+    caller: Caller | None = None,
 ) -> bool:
     """One committed (or spooled) row per card; True when the database took it within the
-    audit budget (off the event loop: a stalled database never holds other calls)."""
+    audit budget (off the event loop: a stalled database never holds other calls). The call's
+    jti goes in the same transaction (one commit per call): a replay another replica committed
+    first rolls the row back and the call is refused; a spooled row's jti is spooled too."""
     verdict = Verdict(
         role="live",
         shown=result.shown,
@@ -229,7 +238,21 @@ async def audit(
     row = AuditRow.build(
         str(result.card.uuid), subject, scored.model, verdict, scored.extraction, latency_ms
     )
-    return await st.writer.write_within_budget("card_audit", [row.as_dict()])
+    claim = caller.pending if caller is not None else None
+    if claim is None or st.authenticator is None:
+        return await st.writer.write_within_budget("card_audit", [row.as_dict()])
+    try:
+        stored = await st.writer.write_within_budget(
+            "card_audit", [row.as_dict()], guard=lambda conn: record_in(conn, claim)
+        )
+    except GuardRefused:
+        claim.recorded = True
+        raise ServiceError(401, "token replayed (jti already used)") from None
+    if stored:
+        claim.recorded = True
+    else:
+        await st.authenticator.replay.remember_within_budget(claim)
+    return stored
 
 
 # --- the call -------------------------------------------------------------------------------
@@ -276,7 +299,7 @@ async def _stages(
     result = build_card(st, hook_def, choice, unreadable_lines(data, st.settings.language), patient)
     timer.mark("card")
     subject = call_subject(st, hook_def, call, requested_at, caller)
-    stored = await audit(st, subject, scored, result, timer.elapsed_ms())
+    stored = await audit(st, subject, scored, result, timer.elapsed_ms(), caller)
     timer.mark("audit")
     shadows = st.registry.shadows(scored.model.name)
     _report(span, timer, subject, scored, result, data, stored, len(shadows))

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from cds_service.cds_hooks.fhir_client import (
     NO_ANSWER_IN_TIME,
     FetchResult,
@@ -96,16 +98,27 @@ def render_template(template: str, context: Mapping[str, Any]) -> str | None:
     return out
 
 
+def _may_have_modifier_extension(resources: list[dict[str, Any]]) -> bool:
+    """False when no resource can hold a ``modifierExtension``: the key's name appears nowhere
+    in their JSON. One C-speed search over the serialized resources instead of a Python walk of
+    every element of every resource (about 1 ms for a 200-Observation prefetch)."""
+    try:
+        return b'"modifierExtension"' in orjson.dumps(resources)
+    except orjson.JSONEncodeError:  # deeper than orjson writes: let the walk decide
+        return True
+
+
 def _keep_patient(
     resources: list[dict[str, Any]], attribution: Attribution, data: ResolvedData
 ) -> None:
+    check_modifiers = _may_have_modifier_extension(resources)
     for res in resources:
         verdict = attribution.of(res)
         if verdict == "other":
             data.dropped_other_patients += 1
         elif verdict == "unknown":
             data.unattributed += 1
-        elif has_modifier_extension(res):
+        elif check_modifiers and has_modifier_extension(res):
             data.modifier_extension_skipped += 1
         else:
             data.resources.append(res)

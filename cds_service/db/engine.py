@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 from cds_service.db.locks import AdvisoryLock, transaction_lock
@@ -80,7 +78,12 @@ def make_engine(url: str) -> Engine:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; on PostgreSQL one replica migrates at a time."""
+    """Bring the schema to ``revision``; on PostgreSQL one replica migrates at a time. Alembic
+    is imported here: a production worker (migrations are the deployment's own step) never
+    loads it."""
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:

@@ -2,6 +2,11 @@
 deployment records (the running service derives what it serves from them), and outcomes derived
 from a later FHIR export so monitoring can measure performance."""
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from cds_service.db.deployments import (
     ENVIRONMENTS,
     ROLES,
@@ -13,16 +18,41 @@ from cds_service.db.deployments import (
     record_hash,
     verify_chain,
 )
-from cds_service.lifecycle.gate import GateResult, evaluate
-from cds_service.lifecycle.outcomes import OutcomeStats, derive_outcomes, export_time
-from cds_service.lifecycle.promotion import (
-    PromotionRefused,
-    PromotionResult,
-    promote,
-    retire_shadow,
-    rollback,
-)
 from cds_service.lifecycle.site_terminology import operator_name, record_site_terminology
+
+if TYPE_CHECKING:
+    from cds_service.lifecycle.gate import GateResult, evaluate
+    from cds_service.lifecycle.outcomes import OutcomeStats, derive_outcomes, export_time
+    from cds_service.lifecycle.promotion import (
+        PromotionRefused,
+        PromotionResult,
+        promote,
+        retire_shadow,
+        rollback,
+    )
+
+# The gate, promotion and outcomes import the statistics (scikit-learn, SciPy: ~1 s): a serving
+# worker, which only records its site terminology at start-up, never loads them.
+_LAZY = {
+    "GateResult": "gate",
+    "evaluate": "gate",
+    "OutcomeStats": "outcomes",
+    "derive_outcomes": "outcomes",
+    "export_time": "outcomes",
+    "PromotionRefused": "promotion",
+    "PromotionResult": "promotion",
+    "promote": "promotion",
+    "retire_shadow": "promotion",
+    "rollback": "promotion",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "ENVIRONMENTS",

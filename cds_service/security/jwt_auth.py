@@ -20,7 +20,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError, MissingClaimError
 
 from cds_service.security.jwks import JwksCache, KeyUnavailable
-from cds_service.security.replay import ReplayStore
+from cds_service.security.replay import JtiClaim, ReplayStore
 from cds_service.security.trusted_callers import TrustedIssuer
 
 # Asymmetric algorithms only: never `none`, never HMAC (CDS Hooks 2.0 forbids both).
@@ -42,6 +42,9 @@ class Caller:
     subject: str | None
     tenant: str | None
     jti: str
+    # verify(defer_replay=True): the jti is reserved here and goes to the shared store with
+    # the call's audit row (one commit per call); whoever ends the call records it otherwise.
+    pending: JtiClaim | None = None
 
 
 def _b64json(segment: str) -> Any:
@@ -76,6 +79,7 @@ class Authenticator:
         self.issuers = issuers
         self._jwks = jwks
         self._replay = replay
+        self.replay = replay
         self._leeway = leeway_seconds
         self._max_lifetime = max_lifetime_seconds
         self._clock = clock
@@ -83,7 +87,9 @@ class Authenticator:
     def purge_expired(self) -> int:
         return self._replay.purge(self._clock())
 
-    async def verify(self, authorization: str | None, audiences: tuple[str, ...]) -> Caller:
+    async def verify(
+        self, authorization: str | None, audiences: tuple[str, ...], *, defer_replay: bool = False
+    ) -> Caller:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise AuthError("missing bearer token")
         token = authorization[7:].strip()
@@ -99,7 +105,7 @@ class Authenticator:
         except JoseError:
             raise AuthError("invalid signature") from None
         self._check_claims(claims, issuer, audiences)
-        return await self._first_use(claims, issuer)
+        return await self._first_use(claims, issuer, defer_replay)
 
     def _issuer(self, header: dict[str, Any], unverified: dict[str, Any]) -> TrustedIssuer:
         """The trusted issuer the token names, before any signature work."""
@@ -139,11 +145,18 @@ class Authenticator:
         if issuer.tenant is not None and claims.get("tenant") != issuer.tenant:
             raise AuthError("tenant not allowed for issuer")
 
-    async def _first_use(self, claims: dict[str, Any], issuer: TrustedIssuer) -> Caller:
+    async def _first_use(
+        self, claims: dict[str, Any], issuer: TrustedIssuer, defer: bool = False
+    ) -> Caller:
         """Only a token that passed every other check reaches the replay store."""
         jti = str(claims["jti"])
         expires = datetime.fromtimestamp(int(claims["exp"]) + self._leeway, UTC)
-        if not await self._replay.first_use_within_budget(issuer.iss, jti, expires, self._clock()):
+        pending = self._replay.claim(issuer.iss, jti, expires, self._clock()) if defer else None
+        if defer and pending is None:
+            raise AuthError("token replayed (jti already used)")
+        if not defer and not await self._replay.first_use_within_budget(
+            issuer.iss, jti, expires, self._clock()
+        ):
             raise AuthError("token replayed (jti already used)")
         sub, tenant = claims.get("sub"), claims.get("tenant")
         return Caller(
@@ -151,6 +164,7 @@ class Authenticator:
             subject=sub if isinstance(sub, str) else None,
             tenant=tenant if isinstance(tenant, str) else None,
             jti=jti,
+            pending=pending,
         )
 
 

@@ -5,6 +5,13 @@ stall past the budget) it falls back to this process's memory (logged): the serv
 answering, and replay protection narrows to one replica. Each jti accepted that way is also put in
 the durable spool, and the background replay writes it to the shared store when the database is
 back, so from then on a replay is refused on every replica.
+
+A CDS service call does not pay a commit of its own for its jti: the jti is reserved in memory
+when the token is verified (``claim``) and inserted in the same transaction as the call's audit
+row (``record_in``), one commit per call. The insert decides atomically, so of two replicas
+that got the same token at once only one commits, and only that one returns its card. A call that
+fails before its audit row records its jti alone (``record_within_budget``), so a token spent on
+a refused call cannot be replayed with another body.
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import anyio
 import anyio.to_thread
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cds_service.db.health import DatabaseHealth, DatabaseUnavailable
@@ -31,6 +39,36 @@ _TABLE: sa.Table = SeenJti.__table__  # type: ignore[attr-defined]
 
 # (jti hash, expiry) -> durable record of a jti accepted from memory (blocking)
 Remember = Callable[[str, datetime], None]
+
+
+@dataclass(slots=True)
+class JtiClaim:
+    """A jti reserved in this process's memory, not yet in the shared store."""
+
+    key: str
+    expires_at: datetime
+    now: datetime
+    recorded: bool = False
+
+
+# The same text on SQLite and PostgreSQL; built once (a Core upsert rebuilt per call cost more
+# CPU than the insert itself). Typed parameters: times stored as the column stores them.
+_CLAIM = sa.text(
+    "INSERT INTO seen_jti (jti_hash, expires_at) VALUES (:key, :expires_at) "
+    "ON CONFLICT (jti_hash) DO UPDATE SET expires_at = excluded.expires_at "
+    "WHERE seen_jti.expires_at <= :now RETURNING jti_hash"
+).bindparams(
+    sa.bindparam("expires_at", type_=_TABLE.c.expires_at.type),
+    sa.bindparam("now", type_=_TABLE.c.expires_at.type),
+)
+
+
+def record_in(conn: Connection, claim: JtiClaim) -> bool:
+    """Blocking, inside the caller's transaction: True when this is the first use in the shared
+    store (a new row, or an expired leftover's slot reused), False for a replay. One statement,
+    so concurrent transactions cannot both win: the second waits on the first's row."""
+    params = {"key": claim.key, "expires_at": claim.expires_at, "now": claim.now}
+    return conn.execute(_CLAIM, params).first() is not None
 
 
 class ReplayStore:
@@ -137,6 +175,46 @@ class ReplayStore:
             self._accept(key, expires_at, now)
         return first
 
+    def claim(self, iss: str, jti: str, expires_at: datetime, now: datetime) -> JtiClaim | None:
+        """Reserve (iss, jti) in this process's memory; None for a replay seen here. The shared
+        store is asked later, in the call's own transaction (``record_in``)."""
+        key = self._key(iss, jti)
+        with self._lock:
+            remembered = self._memory.get(key)
+            if remembered is not None and remembered > now:
+                return None
+            self._memory[key] = expires_at
+            self._inserts += 1
+            if self._inserts % 1000 == 0:  # expired reservations leave memory bounded
+                self._memory = {k: v for k, v in self._memory.items() if v > now}
+        return JtiClaim(key, expires_at, now)
+
+    def _record_alone(self, claim: JtiClaim) -> bool:
+        with self._engine.begin() as conn:
+            return record_in(conn, claim)
+
+    async def record_within_budget(self, claim: JtiClaim) -> bool:
+        """A claim no audit transaction took (the call failed first, or spooled): into the
+        shared store off the event loop within the budget, else (outage) into the spool. True
+        unless the shared store already held it (a replay)."""
+        if claim.recorded:
+            return True
+        claim.recorded = True
+        try:
+            return await self._health.call(lambda: self._record_alone(claim))
+        except DatabaseUnavailable as exc:
+            log.warning("replay store unavailable, jti kept in memory (%s)", exc)
+        await self.remember_within_budget(claim)
+        return True
+
+    async def remember_within_budget(self, claim: JtiClaim) -> None:
+        """Outage: the claim goes to the durable spool, replayed into the shared store later."""
+        claim.recorded = True
+        if self._remember is not None:
+            await anyio.to_thread.run_sync(
+                self._remember, claim.key, claim.expires_at, limiter=self._remember_threads
+            )
+
     def purge(self, now: datetime) -> int:
         try:
             with self._engine.begin() as conn:
@@ -146,4 +224,4 @@ class ReplayStore:
             return 0
 
 
-__all__ = ["ReplayStore"]
+__all__ = ["JtiClaim", "ReplayStore", "record_in"]

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from cds_service.serving.lgbm_native import NativeBooster, NativeModelError
 from fhir_mappers.site_binding import apply_site_terminology
 from fhir_mappers.site_terminology import (
     EMPTY_TERMINOLOGY_SHA256,
@@ -43,7 +42,7 @@ class LoadedModel:
     manifest: dict[str, Any]
     artifact_sha256: str
     model_card_md: str
-    _booster: Any
+    _booster: NativeBooster
     _a: float
     _b: float
     # Site terminology the spec was extended with (the spec's own sha256 stays as trained).
@@ -55,14 +54,12 @@ class LoadedModel:
 
     def risk(self, vector: list[float]) -> float:
         """Calibrated risk only (cheap: no contributions)."""
-        row = np.asarray([vector], dtype=np.float64)
-        margin = float(self._booster.predict(row, raw_score=True, num_threads=1)[0])
+        margin = self._booster.raw_score(vector)
         return 1.0 / (1.0 + math.exp(-(self._a * margin + self._b)))
 
     def explain(self, vector: list[float]) -> Prediction:
         """Calibrated risk and per-feature contributions (TreeSHAP) in calibrated log-odds."""
-        row = np.asarray([vector], dtype=np.float64)
-        contrib = self._booster.predict(row, pred_contrib=True, num_threads=1)[0]
+        contrib = self._booster.contributions(vector)
         margin = float(contrib.sum())
         risk = 1.0 / (1.0 + math.exp(-(self._a * margin + self._b)))
         names = self.feature_names
@@ -78,8 +75,6 @@ def load_model(
 ) -> LoadedModel:
     """Check the artifact against the spec as trained, then add the site's local codes (a
     ``TerminologyError`` when they would change what an input means)."""
-    import lightgbm as lgb
-
     folder = models_dir / name / version
     spec = load_spec(models_dir / name / "features.toml")
     try:
@@ -105,8 +100,11 @@ def load_model(
             f"{spec.sha256[:12]}, manifest {str(manifest.get('feature_spec_sha256'))[:12]}); "
             "retrain or restore the spec"
         )
-    booster = lgb.Booster(model_str=model_bytes.decode("utf-8"))
-    if booster.feature_name() != spec.feature_names:
+    try:
+        booster = NativeBooster(model_bytes.decode("utf-8"))
+    except (NativeModelError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"model {name} {version}: LightGBM refused the model: {exc}") from exc
+    if booster.feature_names() != spec.feature_names:
         raise ModelLoadError(f"model {name} {version}: booster feature names differ from spec")
     cal = manifest["calibration"]
     return LoadedModel(

@@ -4,16 +4,19 @@ loopback, and the jti store in the database."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
+import sqlalchemy as sa
 from joserfc import jwk
 
 from cds_service.cds_hooks.examples import ed_case, ed_prefetch, hook_body
@@ -288,3 +291,39 @@ def test_cds_hooks_sandbox_key_is_a_valid_trusted_caller_entry(tmp_path: Path) -
     documented = json.loads((REPO_ROOT / "docs" / "examples" / "trusted-callers.json").read_text())
     assert documented[0]["iss"] == "https://sandbox.cds-hooks.org"
     assert documented[0]["jwks"] == sandbox
+
+
+def test_a_token_spent_on_a_refused_call_cannot_be_replayed(secured: Secured) -> None:
+    token = secured.es()
+    refused = secured.post(token, body={"hook": "encounter-start", "hookInstance": "x"})
+    assert refused.status_code == 400, refused.text
+    again = secured.post(token)
+    assert again.status_code == 401 and "replayed" in again.text
+
+
+def test_a_jti_another_replica_committed_refuses_the_call_and_keeps_no_row(
+    secured: Secured,
+) -> None:
+    """The jti goes in with the audit row: a replica that never saw the token in memory learns
+    of the other's use in its own transaction, and returns no card and writes no row."""
+    jti = "replayed-on-another-replica"
+    key = hashlib.sha256(f"{EHR}\0{jti}".encode()).hexdigest()
+    with secured.db.engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO seen_jti (jti_hash, expires_at) VALUES (:k, :e)"),
+            {"k": key, "e": NOW + timedelta(hours=1)},
+        )
+    before = secured.db.rows("SELECT count(*) AS n FROM card_audit")[0]["n"]
+    r = secured.post(secured.es(jti=jti))
+    assert r.status_code == 401 and "replayed" in r.text
+    assert secured.db.rows("SELECT count(*) AS n FROM card_audit")[0]["n"] == before
+
+
+def test_an_accepted_call_commits_its_jti_and_its_row(secured: Secured) -> None:
+    jti = "committed-with-its-row"
+    r = secured.post(secured.es(jti=jti))
+    assert r.status_code == 200, r.text
+    key = hashlib.sha256(f"{EHR}\0{jti}".encode()).hexdigest()
+    assert secured.db.rows("SELECT jti_hash FROM seen_jti WHERE jti_hash = :k", k=key)
+    uuid = r.json()["cards"][0]["uuid"]
+    assert secured.db.rows("SELECT card_uuid FROM card_audit WHERE card_uuid = :u", u=uuid)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cds_service.db.engine import make_engine, upgrade
-from cds_service.security.replay import ReplayStore
+from cds_service.security.replay import ReplayStore, record_in
 
 NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
 
@@ -112,3 +112,24 @@ def test_a_jti_accepted_from_memory_during_an_outage_reaches_the_shared_store(
         blocker.close()
     assert writer.replay() == 1
     assert ReplayStore(engine).first_use("iss-a", "jti-1", expires, NOW) is False
+
+
+def test_a_claim_is_decided_in_the_transaction_that_records_it(engine: Engine) -> None:
+    """Two replicas reserve the same token id in their own memory; the shared store lets only
+    the first transaction have it, and an expired leftover's slot is reused."""
+    expires = NOW + timedelta(minutes=5)
+    replica_a, replica_b = ReplayStore(engine), ReplayStore(engine)
+    claim_a = replica_a.claim("iss-a", "jti-1", expires, NOW)
+    claim_b = replica_b.claim("iss-a", "jti-1", expires, NOW)
+    assert claim_a is not None and claim_b is not None
+    assert replica_a.claim("iss-a", "jti-1", expires, NOW) is None  # a replay seen in memory
+    with engine.begin() as conn:
+        assert record_in(conn, claim_a) is True
+    with engine.begin() as conn:
+        assert record_in(conn, claim_b) is False
+    later = NOW + timedelta(minutes=10)
+    claim_c = ReplayStore(engine).claim("iss-a", "jti-1", later + timedelta(minutes=5), later)
+    assert claim_c is not None
+    with engine.begin() as conn:
+        assert record_in(conn, claim_c) is True
+    assert _stored(engine) == 1
