@@ -217,8 +217,11 @@ def test_estimated_figures_are_read_when_monitoring_wrote_them(
         {**rows[k], "environment": "acceptance", "metric": "auroc", "value": value, "n": n}
         for k, (value, n) in enumerate(((0.61, 400), (0.42, 7)))
     ]
+    table = MonitoringResult.__table__  # type: ignore[attr-defined]
     with db.engine.begin() as conn:
-        conn.execute(sa.insert(MonitoringResult.__table__), rows)  # type: ignore[attr-defined]
+        # The cohort's monitoring run wrote its own estimates; these known values replace them.
+        conn.execute(sa.delete(table).where(table.c.metric.like("estimated_%")))
+        conn.execute(sa.insert(table), rows)
     monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CDS_DATABASE_URL", db.url)
     out = tmp_path / "out"
