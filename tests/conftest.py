@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from fhir_mappers import ModelSpec, load_spec, spec_from_dict
+from tests.utils.service import BACKENDS, Database, new_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
@@ -294,6 +295,20 @@ def fhir() -> SimpleNamespace:
 
 
 PHI_SWEEP_TEST = "test_end_to_end_suite_logs_no_patient_data"
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database per backend (SQLite; PostgreSQL with CDS_TEST_POSTGRES_URL), for the
+    tests that read and write the audit, monitoring and trail tables directly."""
+    from cds_service.db.engine import upgrade
+
+    d = new_database(str(request.param), tmp_path)
+    upgrade(d.engine)
+    try:
+        yield d
+    finally:
+        d.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,6 +9,7 @@ queries the views through these declarations, so a column it uses is a column th
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ __all__ = [
     "V_OUTCOMES",
     "V_PERFORMANCE",
     "V_SUBGROUPS",
+    "risk_cards_between",
     "shadow_live_pairing",
 ]
 
@@ -207,3 +209,30 @@ def shadow_live_pairing(shadow: sa.FromClause, live: sa.FromClause) -> sa.Column
         live.c.environment == shadow.c.environment,
         live.c.role == "live",
     )
+
+
+def risk_cards_between(
+    model: str,
+    start: datetime,
+    end: datetime,
+    *,
+    role: str,
+    version: str | None = None,
+    environment: str | None = None,
+) -> list[sa.ColumnElement[bool]]:
+    """The cards of ``model`` that showed a risk, requested in [start, end): the population of
+    every per-threshold figure (alert burden, fairness), so they count the same cards."""
+    c = V_CARDS.c
+    where = [
+        c.model_name == model,
+        c.role == role,
+        c.card_kind == "risk",
+        c.risk.is_not(None),
+        c.requested_at >= start,
+        c.requested_at < end,
+    ]
+    if version is not None:
+        where.append(c.model_version == version)
+    if environment is not None:
+        where.append(c.environment == environment)
+    return where

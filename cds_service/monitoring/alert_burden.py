@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cds_service.db.tables import Outcome
-from cds_service.db.views import V_CARDS
+from cds_service.db.views import V_CARDS, risk_cards_between
 
 __all__ = [
     "DEFAULT_GRID",
@@ -126,18 +126,9 @@ def alert_burden(
     model version to its outcome label name (cards of other versions count as unlabelled)."""
     zone = ZoneInfo(timezone)
     c = V_CARDS
-    where = [
-        c.c.model_name == model,
-        c.c.role == role,
-        c.c.card_kind == "risk",
-        c.c.risk.is_not(None),
-        c.c.requested_at >= start,
-        c.c.requested_at < end,
-    ]
-    if version is not None:
-        where.append(c.c.model_version == version)
-    if environment is not None:
-        where.append(c.c.environment == environment)
+    where = risk_cards_between(
+        model, start, end, role=role, version=version, environment=environment
+    )
     local_days = (end.astimezone(zone).date() - start.astimezone(zone).date()).days
     out = AlertBurden(
         model,

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cds_service.db.tables import Outcome
-from cds_service.db.views import V_CARDS
+from cds_service.db.views import V_CARDS, risk_cards_between
 from cds_service.stats import DEFAULT_AGE_BANDS, subgroup_masks
 
 __all__ = ["FOUR_FIFTHS", "GroupCounts", "fairness_counts", "ratio"]
@@ -106,16 +106,7 @@ def fairness_counts(
 ) -> FairnessCounts:
     """Counts per subgroup of ``model``'s risk cards requested in [start, end)."""
     c = V_CARDS
-    where = [
-        c.c.model_name == model,
-        c.c.role == role,
-        c.c.card_kind == "risk",
-        c.c.risk.is_not(None),
-        c.c.requested_at >= start,
-        c.c.requested_at < end,
-    ]
-    if environment is not None:
-        where.append(c.c.environment == environment)
+    where = risk_cards_between(model, start, end, role=role, environment=environment)
     label = sa.case(dict(labels), value=c.c.model_version, else_=sa.null()) if labels else sa.null()
     out = FairnessCounts(model, start, end, threshold)
     for batch in _rows(engine, where, label):

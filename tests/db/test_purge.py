@@ -5,7 +5,6 @@ were in the database; the chain is walked with the same code as ``cds-service au
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,25 +24,14 @@ from cds_service.db.deployments import (
     current_state,
     verify_chain,
 )
-from cds_service.db.engine import upgrade
 from cds_service.db.purge import purge, verify_archives
 from cds_service.db.retention import RetentionError, cutoffs, policy
 from cds_service.db.tables import Alert
 from tests.utils.audit_rows import card_row, feedback_row, insert, outcome_row
-from tests.utils.service import BACKENDS, Database, new_database
+from tests.utils.service import Database
 
 NOW = datetime(2026, 9, 1, 7, 45, tzinfo=UTC)
 BEFORE = NOW - timedelta(days=190)
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    d = new_database(str(request.param), tmp_path)
-    upgrade(d.engine)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _promotion(at: datetime) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,12 @@ import pytest
 from cds_devtools.synth import generate_cohort
 from cds_service.audit.spool import Spool
 from cds_service.audit.writer import AuditWriter
-from cds_service.db.engine import upgrade
 from cds_service.db.tables import CardAudit
 from cds_service.lifecycle.outcomes import derive_outcomes
 from cds_service.security.pseudonym import pseudonym
 from fhir_mappers.timeutil import parse_fhir_datetime
 from tests.conftest import MODELS_DIR
-from tests.utils.service import Database, new_database
+from tests.utils.service import Database
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 KEY = b"synthetic-test-pseudonym-key-0123456789"
@@ -33,16 +31,6 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate_cohort(out, ed_patients=60, post_mi_patients=0, seed=9)
     return out
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    d = new_database(str(request.param), tmp_path)
-    upgrade(d.engine)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _card(patient: str, requested: datetime) -> dict[str, Any]:

@@ -5,7 +5,6 @@ against the small-cell rule."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,26 +13,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cds_service.cli import ExitCode, app
-from cds_service.db.engine import upgrade
 from cds_service.monitoring.alert_burden import DEFAULT_GRID, alert_burden, parse_shifts
 from cds_service.monitoring.burden_report import render_burden
 from tests.utils.audit_rows import card_row, insert, outcome_row
-from tests.utils.service import BACKENDS, Database, new_database
+from tests.utils.service import Database
 
 MODEL = "ed-admission"
 LABEL = "admitted_24h"
 START = datetime(2026, 3, 2, tzinfo=UTC)
 END = START + timedelta(days=28)
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    d = new_database(str(request.param), tmp_path)
-    upgrade(d.engine)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _month(db: Database, seed: int = 7, per_day: int = 40) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,11 +14,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cds_service.db.engine import upgrade
 from cds_service.monitoring import cbpe, run_monitoring
 from cds_service.monitoring.estimate_report import EstimateRow, render_estimates
 from tests.utils.audit_rows import card_row, insert
-from tests.utils.service import BACKENDS, Database, new_database
+from tests.utils.service import Database
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,16 +82,6 @@ def test_bernoulli_standard_errors_match_sampled_labels() -> None:
     assert float(np.mean(briers)) == pytest.approx(cbpe.expected_brier(p), abs=0.002)
     alerting = p > 0.4
     assert cbpe.expected_alert_ppv(p, alerting) == pytest.approx(float(p[alerting].mean()))
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    d = new_database(str(request.param), tmp_path)
-    upgrade(d.engine)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 START = datetime(2026, 3, 2, tzinfo=UTC)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,26 +14,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cds_service.cli import ExitCode, app
-from cds_service.db.engine import upgrade
 from cds_service.monitoring.fairness import fairness_counts
 from cds_service.monitoring.fairness_report import findings, references, render_fairness
 from tests.utils.audit_rows import card_row, insert, outcome_row
-from tests.utils.service import BACKENDS, Database, new_database
+from tests.utils.service import Database
 
 MODEL = "ed-admission"
 LABEL = "admitted_24h"
 START = datetime(2026, 3, 2, tzinfo=UTC)
 END = START + timedelta(days=14)
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    d = new_database(str(request.param), tmp_path)
-    upgrade(d.engine)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _cohort(db: Database) -> list[tuple[dict[str, Any], int | None]]:

@@ -11,7 +11,6 @@ import json
 import logging
 import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,16 +48,6 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 # Result rows per monitoring run id (run ids are unique uuids), read once per test.
 _RESULTS: dict[str, list[dict[str, Any]]] = {}
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    d = new_database(str(request.param), tmp_path)
-    upgrade(d.engine)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 @pytest.fixture(scope="module")

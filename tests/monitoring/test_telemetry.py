@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,21 +23,11 @@ from cds_service.db.tables import MonitoringResult
 from cds_service.main import create_app
 from cds_service.monitoring.telemetry import configure_metrics
 from tests.utils.server import ServerThread
-from tests.utils.service import BACKENDS, Database, make_settings, new_database
+from tests.utils.service import Database, make_settings, new_database
 
 RESULTS: sa.Table = MonitoringResult.__table__  # type: ignore[attr-defined]
 W1 = datetime(2026, 3, 2, tzinfo=UTC)
 W2 = W1 + timedelta(days=7)
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    d = new_database(str(request.param), tmp_path)
-    upgrade(d.engine)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _row(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -20,7 +19,6 @@ from pypdf import PdfReader
 from typer.testing import CliRunner
 
 from cds_service.cli import ExitCode, app
-from cds_service.db.engine import upgrade
 from cds_service.db.tables import MonitoringResult
 from cds_service.monitoring.context import load_context
 from cds_service.reports import AppliedModelCard, screenshot
@@ -28,7 +26,7 @@ from cds_service.reports.pms_types import figure
 from tests.utils import pms_cohort
 from tests.utils.browser import require_chromium
 from tests.utils.screenshots import screenshot_dir
-from tests.utils.service import BACKENDS, Database, new_database
+from tests.utils.service import Database
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ("ed-admission", "ed-admission-arrival", "post-mi-unplanned-visit")
@@ -44,16 +42,6 @@ SECTIONS = (
     "8. Deployments and changes",
 )
 PERIOD = ["--from", "2026-03-02", "--to", "2026-03-30"]
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    d = new_database(str(request.param), tmp_path)
-    upgrade(d.engine)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 class _Cells(HTMLParser):

@@ -7,34 +7,20 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
-from cds_service.db.engine import upgrade
 from cds_service.monitoring import run_monitoring
 from cds_service.serving.registry import load_registry
 from cds_service.web.dashboard import queries
 from cds_service.web.dashboard.panels.monitoring import subgroup_panel
 from cds_service.web.dashboard.routes import plain
 from tests.utils.audit_rows import card_row, feedback_row, insert, outcome_row
-from tests.utils.service import BACKENDS, Database, new_database
+from tests.utils.service import Database
 
 REPO = Path(__file__).resolve().parents[3]
 START = datetime(2026, 3, 2, tzinfo=UTC)
 END = START + timedelta(days=7)
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    d = new_database(str(request.param), tmp_path)
-    upgrade(d.engine)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _cards(db: Database) -> None:
