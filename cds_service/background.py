@@ -138,18 +138,22 @@ class _Monitor:
         # finds its last run at least an interval old; another replica's recent run skips it.
         self._min_interval = timedelta(seconds=st.settings.monitor_interval_seconds)
 
-    async def __call__(self) -> None:
+    def _run(self) -> None:
+        # Imported here, in the worker thread: the first run loads SciPy and scikit-learn
+        # (~1 s, more on a busy host), which on the event loop would stall every call and the
+        # readiness probe (a balancer then takes all replicas out at once).
         from cds_service.monitoring import run_recent
 
+        run_recent(
+            self._engine,
+            self._models_dir,
+            days=7,
+            window_hours=24,
+            min_interval=self._min_interval,
+        )
+
+    async def __call__(self) -> None:
         try:
-            await anyio.to_thread.run_sync(
-                lambda: run_recent(
-                    self._engine,
-                    self._models_dir,
-                    days=7,
-                    window_hours=24,
-                    min_interval=self._min_interval,
-                )
-            )
+            await anyio.to_thread.run_sync(self._run)
         except Exception as exc:  # monitoring must never stop the service
             log.error("scheduled monitoring failed: %s", type(exc).__name__)
