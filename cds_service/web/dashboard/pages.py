@@ -20,6 +20,7 @@ from cds_service.web.dashboard.layout import (
 )
 from cds_service.web.dashboard.panels import (
     alerts_panel,
+    burden_panel,
     calibration_panel,
     deployments_panel,
     drift_panel,
@@ -153,6 +154,7 @@ def dashboard_page(
         + drift_panel(data)
         + calibration_panel(data)
         + performance_panel(data)
+        + burden_panel(data)
         + subgroup_panel(data)
         + feedback_panel(data)
         + shadow_panel(data)

@@ -2,6 +2,7 @@
 model holds up (``drift``, ``monitoring``), and the model versions (``models``). Each panel
 takes the collected ``DashboardData`` and returns an escaped ``<section>``."""
 
+from cds_service.web.dashboard.panels.burden import burden_panel
 from cds_service.web.dashboard.panels.cards import (
     feedback_panel,
     missing_panel,
@@ -19,6 +20,7 @@ from cds_service.web.dashboard.panels.monitoring import (
 
 __all__ = [
     "alerts_panel",
+    "burden_panel",
     "calibration_panel",
     "deployments_panel",
     "drift_panel",

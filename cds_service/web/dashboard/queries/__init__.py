@@ -7,9 +7,11 @@ monitoring runs computed the same window, the latest run's figures are used, and
 one length are combined (``Filters.window_seconds``, chosen among the lengths that exist).
 
 Modules: filters (the selection and its SQL conditions), cards (card-level aggregates),
-monitoring (monitoring figures), trail (alerts and deployments), page (one page's data).
+monitoring (monitoring figures), trail (alerts and deployments), burden (the alert-burden grid),
+page (one page's data).
 """
 
+from cds_service.web.dashboard.queries.burden import Burden, BurdenRow, burden
 from cds_service.web.dashboard.queries.cards import (
     HISTOGRAM_BINS,
     LIMIT_REASONS,
@@ -90,6 +92,8 @@ __all__ = [
     "SUBGROUP_METRICS",
     "SUBGROUP_SUMS",
     "AlertItem",
+    "Burden",
+    "BurdenRow",
     "CalibrationBin",
     "DashboardData",
     "DayVolume",
@@ -106,6 +110,7 @@ __all__ = [
     "WindowKey",
     "Windows",
     "alerts",
+    "burden",
     "card_filters",
     "collect",
     "count_if",

@@ -18,6 +18,7 @@ from cds_service.db.views import (
 from cds_service.monitoring import PERFORMANCE_METRICS as MONITORED_PERFORMANCE
 from cds_service.serving.hook_defs import HookDefinition
 from cds_service.serving.registry import Registry
+from cds_service.web.dashboard.queries.burden import Burden, burden
 from cds_service.web.dashboard.queries.cards import (
     DayVolume,
     Feedback,
@@ -77,6 +78,7 @@ class DashboardData:
     feature_labels: dict[str, str]
     gate: dict[str, Any]
     small_cell_min: int = 10
+    burden: Burden | None = None
 
     @property
     def total_cards(self) -> int:
@@ -144,6 +146,7 @@ def collect(
             feature_labels=labels,
             gate=gate,
             small_cell_min=small_cell_min,
+            burden=burden(engine, registry, f, small_cell_min),
         )
 
 
