@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     # Small-cell suppression: a figure computed from fewer than this many cards or patients is
     # withheld from every output that leaves the database (docs/monitoring.md).
     small_cell_min: int = Field(default=10, ge=1)
+    # A TOML file of site-configured subgroups for `cds-service fairness` (beside sex and age
+    # band; format in cds_service/monitoring/site_subgroups.py and docs/monitoring.md).
+    fairness_subgroups_file: Path | None = None
 
     @field_validator("site_terminology_dir", mode="before")
     @classmethod

@@ -1,8 +1,9 @@
-"""Evidence for the quality team: ``thresholds`` (alert burden by threshold)."""
+"""Evidence for the quality team: ``thresholds`` (alert burden by threshold) and ``fairness``."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -133,19 +134,31 @@ def fairness(
     ] = 0.8,
     role: Annotated[str, typer.Option(help="live or shadow.")] = "live",
     env: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
+    subgroups: Annotated[
+        Path | None,
+        typer.Option(help="TOML file of site subgroups (default: CDS_FAIRNESS_SUBGROUPS_FILE)."),
+    ] = None,
 ) -> None:
-    """Fairness ratios per subgroup (sex, age band) against a reference group: flag rate,
-    sensitivity and PPV, with a four-fifths style rule (exit 9 on a finding)."""
+    """Fairness ratios per subgroup (sex, age band, the site's configured ones) against a
+    reference group: flag rate, sensitivity and PPV, with a four-fifths style rule (exit 9 on a
+    finding)."""
     from cds_service.config import Settings
     from cds_service.monitoring.context import load_context
     from cds_service.monitoring.fairness import fairness_counts
     from cds_service.monitoring.fairness_report import findings, references, render_fairness
+    from cds_service.monitoring.site_subgroups import load_site_subgroups
 
     t0, t1 = parse_moment(start, "--from"), parse_moment(end, "--to")
     if t1 <= t0 or not 0 < min_ratio < 1:
         raise fail("--to must be after --from, and --min-ratio between 0 and 1", ExitCode.BAD_INPUT)
     chosen = dict(r.split("=", 1) for r in reference or [] if "=" in r)
     chosen = {kind: f"{kind}={value}" for kind, value in chosen.items()}
+    settings = Settings()
+    site_file = subgroups or settings.fairness_subgroups_file
+    try:
+        site = load_site_subgroups(site_file) if site_file else []
+    except ValueError as exc:
+        raise fail(str(exc), ExitCode.BAD_INPUT) from exc
     labels = _labels(model)
     bands = next((load_context(models_dir(), model, v).age_bands for v in sorted(labels)), None)
     eng = engine()
@@ -159,19 +172,21 @@ def fairness(
             threshold=threshold,
             role=role,
             environment=env,
+            site_subgroups=site,
             **({"age_bands": bands} if bands else {}),
         )
     finally:
         eng.dispose()
     if not counts.groups:
         raise fail(
-            f"no {role} risk cards of {model} with sex or age in the period", ExitCode.BAD_INPUT
+            f"no {role} risk cards of {model} with sex, age or a site subgroup in the period",
+            ExitCode.BAD_INPUT,
         )
     try:
         refs = references(counts, chosen)
     except ValueError as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from exc
-    minimum = Settings().small_cell_min
+    minimum = settings.small_cell_min
     typer.echo(render_fairness(counts, refs, min_ratio, minimum))
     if findings(counts, refs, min_ratio, minimum):
         raise typer.Exit(int(ExitCode.FAIRNESS))

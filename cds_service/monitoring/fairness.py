@@ -11,7 +11,7 @@ per-subgroup counts are kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from cds_service.db.tables import Outcome
 from cds_service.db.views import V_CARDS, risk_cards_between
+from cds_service.monitoring.site_subgroups import SiteSubgroup, site_masks
 from cds_service.stats import DEFAULT_AGE_BANDS, subgroup_masks
 
 __all__ = ["FOUR_FIFTHS", "GroupCounts", "fairness_counts", "ratio"]
@@ -103,8 +104,10 @@ def fairness_counts(
     role: str = "live",
     environment: str | None = None,
     age_bands: tuple[float, ...] = DEFAULT_AGE_BANDS,
+    site_subgroups: Sequence[SiteSubgroup] = (),
 ) -> FairnessCounts:
-    """Counts per subgroup of ``model``'s risk cards requested in [start, end)."""
+    """Counts per subgroup of ``model``'s risk cards requested in [start, end), the site's
+    configured subgroups (site_subgroups.py) beside sex and age band."""
     c = V_CARDS
     where = risk_cards_between(model, start, end, role=role, environment=environment)
     label = sa.case(dict(labels), value=c.c.model_version, else_=sa.null()) if labels else sa.null()
@@ -119,7 +122,12 @@ def fairness_counts(
         feats = [orjson.loads(r[2] or "{}") for r in batch]
         sex = np.array([_value(f, "sex_male") for f in feats], dtype=np.float64)
         age = np.array([_value(f, "age") for f in feats], dtype=np.float64)
-        for name, mask in subgroup_masks(sex, age, age_bands).items():
+        values = {
+            name: np.array([_value(f, name) for f in feats], dtype=np.float64)
+            for name in {s.feature for s in site_subgroups}
+        }
+        masks = {**subgroup_masks(sex, age, age_bands), **site_masks(site_subgroups, values)}
+        for name, mask in masks.items():
             out.groups.setdefault(name, GroupCounts()).add(flagged[mask], y[mask])
     return out
 
