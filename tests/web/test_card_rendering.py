@@ -4,7 +4,6 @@ screenshots refresh the documentation's images (docs/images/card-*.png)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,22 +17,19 @@ from cds_service.cds_hooks.examples import (
     mi_prefetch,
     post_mi_case,
 )
+from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.utils.ehr_card import card_page
 from tests.utils.screenshots import screenshot_dir
 from tests.utils.service import NOW, Service, running_service
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
 

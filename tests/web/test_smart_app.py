@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from cds_service.config import Settings
 from cds_service.main import create_app
 from cds_service.web.sessions import SessionStore
 from cds_service.web.smart import flow
+from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.utils.screenshots import screenshot_dir
 from tests.utils.server import ServerThread, free_port
 from tests.utils.service import BACKENDS, NOW, Database, make_settings, new_database
@@ -40,17 +40,6 @@ from tests.web.smart_servers import SmartEhr
 MI = "post-mi-unplanned-visit-risk"
 ED = "ed-admission-risk-patient-view"
 CLIENT_ID = "cds-risk-smart-app"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class MovableClock:
