@@ -6,25 +6,16 @@ On SQLite and PostgreSQL, with a real signed service and a real simulation."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-import respx
 
 from cds_devtools.estimate_check import check_estimates
-from cds_devtools.simulate import run_simulation
-from cds_service.audit.spool import Spool
-from cds_service.audit.writer import AuditWriter
-from cds_service.main import create_app
 from cds_service.monitoring.estimate_report import estimate_rows, render_estimates
-from cds_service.security.local_issuer import generate_key, public_jwks, sign
-from tests.utils.server import ServerThread
-from tests.utils.service import BACKENDS, PUBLIC_BASE, make_settings, new_database
+from tests.utils.service import BACKENDS
+from tests.utils.simulation import simulated
 
-ISS = "urn:cds-risk:simulator"
 MODEL = "ed-admission"
 
 
@@ -37,29 +28,8 @@ def cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_estimates_within_sampling_error_once_outcomes_arrive(
     backend: str, tmp_path: Path, cohort_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = new_database(backend, tmp_path)
-    key = generate_key("ES384")
-    callers = tmp_path / "callers.json"
-    callers.write_text(json.dumps([{"iss": ISS, "jwks": public_jwks(key), "fhir_servers": []}]))
-    settings = make_settings(
-        db.url, tmp_path, auth_disabled=False, trusted_issuers=callers, allow_simulated_time=True
-    )
-    app = create_app(settings, transport=httpx.MockTransport(respx.MockRouter().async_handler))
-    try:
-        with ServerThread(app) as server:
-            report = run_simulation(
-                base_url=server.url,
-                public_base_url=PUBLIC_BASE,
-                engine=db.engine,
-                writer=AuditWriter(db.engine, Spool(tmp_path / "spool-sim")),
-                models_dir=settings.models_dir,
-                pseudonym_key=settings.effective_pseudonym_key,
-                workdir=cohort_dir,
-                sign=lambda aud: sign(key, iss=ISS, aud=aud),
-                days=14,
-                cohort_patients=20000,
-                monitor_window_days=7,
-            )
+    options = {"days": 14, "cohort_patients": 20000, "monitor_window_days": 7}
+    with simulated(backend, tmp_path, cohort_dir, **options) as (report, db, settings):
         assert report.window_start is not None and report.window_end is not None
         start, end = report.window_start, report.window_end
         week = timedelta(days=7)
@@ -102,8 +72,6 @@ def test_estimates_within_sampling_error_once_outcomes_arrive(
         )
         assert len(realized) == 2
         assert realized[-1]["value"] == pytest.approx(added["auroc"].realized, abs=1e-6)
-    finally:
-        db.close()
     out = capsys.readouterr().out
     with capsys.disabled():
         print(out)
